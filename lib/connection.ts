@@ -1,0 +1,297 @@
+/**
+ * An open TCP connection: the tutorial's `sendall`, `recv` and `close`.
+ *
+ * @module
+ */
+
+import { describe, fromDenoAddr, type NetAddress } from "./address.ts";
+import {
+  fromRuntimeError,
+  InvalidArgumentError,
+  MessageTooLargeError,
+  SocketClosedError,
+  TimeoutError,
+} from "./errors.ts";
+import { checkCount, checkDuration, checkOptions } from "./validate.ts";
+
+/** Options of a {@linkcode Connection}. */
+export interface ConnectionOptions {
+  /**
+   * Milliseconds a `recv` or a write may wait with no progress before the
+   * connection is closed and the call fails with `ETIMEDOUT`. A pending
+   * read cannot be cancelled any other way, so the connection is not usable
+   * after that (unlike Python's `settimeout`). No timeout when not given.
+   */
+  idleTimeout?: number;
+  /**
+   * Sends small writes at once (`TCP_NODELAY`), as Deno does by default.
+   *
+   * @default {true}
+   */
+  noDelay?: boolean;
+  /**
+   * Sends TCP keep-alive probes on an idle connection.
+   *
+   * @default {false}
+   */
+  keepAlive?: boolean;
+}
+
+/** Options of {@linkcode Connection.recvAll}. */
+export interface RecvAllOptions {
+  /**
+   * The most bytes to accept; past it, `EMSGSIZE` and the connection is
+   * closed.
+   *
+   * @default {67108864} (64 MiB)
+   */
+  maxBytes?: number;
+}
+
+const DEFAULT_RECV_SIZE = 65536;
+const DEFAULT_RECV_ALL_LIMIT = 64 * 1024 * 1024;
+const encoder = new TextEncoder();
+
+/**
+ * An open TCP connection, from {@linkcode connect} or handed to a
+ * {@linkcode serve} handler. Text is sent as UTF-8. Closing twice is
+ * harmless; using a closed connection throws `EBADF`.
+ *
+ * @example Send a request, read the answer
+ * ```ts
+ * import { connect, serve } from "./mod.ts";
+ *
+ * await using server = serve({ hostname: "127.0.0.1" }, async (conn) => {
+ *   await conn.sendAll("Thank you for connecting");
+ * });
+ * await using conn = await connect("127.0.0.1", server.addr.port);
+ * const greeting = await conn.recv(1024);
+ * console.log(new TextDecoder().decode(greeting!)); // "Thank you for connecting"
+ * ```
+ */
+export class Connection implements AsyncDisposable, Disposable {
+  readonly #conn: Deno.TcpConn;
+  readonly #idleTimeout: number | undefined;
+  #closed = false;
+  /** The local end: this machine's address and port. */
+  readonly localAddr: NetAddress;
+  /** The remote end: the peer's address and port. */
+  readonly remoteAddr: NetAddress;
+
+  /**
+   * Wraps a connection from Deno's `Deno.connect` or `listener.accept()`.
+   *
+   * @param conn The connection; the new object owns it.
+   * @param options Idle timeout, no-delay and keep-alive.
+   */
+  constructor(conn: Deno.TcpConn, options: ConnectionOptions = {}) {
+    checkOptions(options);
+    this.#idleTimeout = checkDuration(options.idleTimeout, "idleTimeout");
+    this.#conn = conn;
+    this.localAddr = fromDenoAddr(conn.localAddr);
+    this.remoteAddr = fromDenoAddr(conn.remoteAddr);
+    if (options.noDelay === false) conn.setNoDelay(false);
+    if (options.keepAlive) conn.setKeepAlive(true);
+  }
+
+  /** Whether {@linkcode Connection.close} has been called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * The bytes from the peer as a stream, for piping. Reading it to the end
+   * closes the connection.
+   */
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#conn.readable;
+  }
+
+  /** A stream of bytes to the peer, for piping. */
+  get writable(): WritableStream<Uint8Array> {
+    return this.#conn.writable;
+  }
+
+  /**
+   * Writes once, as Python's `send`: may write only part of the data, and
+   * returns how much. Use {@linkcode Connection.sendAll} to send it all.
+   *
+   * @param data Bytes, or text to send as UTF-8.
+   * @returns The number of bytes written.
+   */
+  send(data: Uint8Array | string): Promise<number> {
+    const bytes = toBytes(data);
+    return this.#io("send to", () => this.#conn.write(bytes));
+  }
+
+  /**
+   * Writes every byte, calling write again after each partial write, as
+   * Python's `sendall`. Resolves once all of it is handed to the kernel.
+   *
+   * @param data Bytes, or text to send as UTF-8.
+   */
+  async sendAll(data: Uint8Array | string): Promise<void> {
+    const bytes = toBytes(data);
+    let sent = 0;
+    while (sent < bytes.length) {
+      sent += await this.#io(
+        "send to",
+        () => this.#conn.write(bytes.subarray(sent)),
+      );
+    }
+    if (bytes.length === 0) this.#checkOpen("send to");
+  }
+
+  /**
+   * Reads what has arrived, at most `maxBytes`, waiting if nothing has yet,
+   * as Python's `recv`. End of stream is `null` (Python's `b''`), and stays
+   * so on every later call.
+   *
+   * @param maxBytes The most bytes to return, ≥ 1.
+   * @default {65536}
+   * @returns The bytes (never empty), or `null` at end of stream.
+   */
+  async recv(maxBytes: number = DEFAULT_RECV_SIZE): Promise<Uint8Array | null> {
+    checkCount(maxBytes, "maxBytes", 1);
+    const buffer = new Uint8Array(maxBytes);
+    while (true) {
+      const n = await this.#io("recv from", () => this.#conn.read(buffer));
+      if (n === null) return null;
+      // Deno may report a read of 0 bytes that is not the end of stream.
+      if (n > 0) return buffer.subarray(0, n);
+    }
+  }
+
+  /**
+   * Reads until the peer closes its side, and returns all of it.
+   *
+   * @param options The size limit.
+   * @returns Everything the peer sent.
+   * @throws {MessageTooLargeError} past `maxBytes`.
+   */
+  async recvAll(options: RecvAllOptions = {}): Promise<Uint8Array> {
+    checkOptions(options);
+    const limit = checkCount(options.maxBytes, "maxBytes", 0) ??
+      DEFAULT_RECV_ALL_LIMIT;
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    while (true) {
+      const chunk = await this.recv(DEFAULT_RECV_SIZE);
+      if (chunk === null) break;
+      total += chunk.length;
+      if (total > limit) {
+        this.close();
+        throw new MessageTooLargeError(
+          `recvAll from ${this.#peer()}: more than ${limit} bytes`,
+          this.#where(),
+        );
+      }
+      chunks.push(chunk);
+    }
+    return concat(chunks, total);
+  }
+
+  /**
+   * Closes the sending side (`shutdown(SHUT_WR)`): the peer reads end of
+   * stream, and this side can still receive.
+   */
+  async closeWrite(): Promise<void> {
+    await this.#io("closeWrite to", () => this.#conn.closeWrite());
+  }
+
+  /** Closes the connection. Closing again does nothing. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the runtime: a readable read to its end does that.
+    }
+  }
+
+  /** Closes the connection, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** Closes the connection, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    return Promise.resolve();
+  }
+
+  /** Runs one read or write, with the idle timeout and the module's errors. */
+  async #io<T>(action: string, op: () => Promise<T>): Promise<T> {
+    this.#checkOpen(action);
+    if (this.#idleTimeout === undefined) {
+      try {
+        return await op();
+      } catch (error) {
+        throw this.#error(error, action);
+      }
+    }
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      this.close();
+    }, this.#idleTimeout);
+    try {
+      const result = await op();
+      if (timedOut) throw this.#timeout(action);
+      return result;
+    } catch (error) {
+      throw timedOut ? this.#timeout(action) : this.#error(error, action);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #checkOpen(action: string): void {
+    if (this.#closed) {
+      throw new SocketClosedError(
+        `${action} ${this.#peer()}: the connection is closed`,
+        this.#where(),
+      );
+    }
+  }
+
+  #error(error: unknown, action: string) {
+    const { address, port } = this.remoteAddr;
+    return fromRuntimeError(error, { action, host: address, port });
+  }
+
+  #timeout(action: string): TimeoutError {
+    return new TimeoutError(
+      `${action} ${this.#peer()}: no progress in ${this.#idleTimeout} ms`,
+      this.#where(),
+    );
+  }
+
+  #peer(): string {
+    return `${this.remoteAddr.address} port ${this.remoteAddr.port}`;
+  }
+
+  #where(): { host: string; port: number } {
+    return { host: this.remoteAddr.address, port: this.remoteAddr.port };
+  }
+}
+
+function toBytes(data: Uint8Array | string): Uint8Array {
+  if (typeof data === "string") return encoder.encode(data);
+  if (data instanceof Uint8Array) return data;
+  throw new InvalidArgumentError(
+    `invalid data ${describe(data)}: expected a Uint8Array or a string`,
+  );
+}
+
+function concat(chunks: Uint8Array[], total: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}

@@ -1,0 +1,310 @@
+/**
+ * Resolving a host to its addresses: the tutorial's `gethostbyname` and
+ * `ping www.google.com` step.
+ *
+ * @module
+ */
+
+import {
+  type Family,
+  type IpAddress,
+  ipFamily,
+  validateHost,
+} from "./address.ts";
+import {
+  abortError,
+  InvalidArgumentError,
+  PermissionDeniedError,
+  ResolveError,
+  type SocketError,
+} from "./errors.ts";
+import {
+  checkDuration,
+  checkOptions,
+  checkSignal,
+  deadlineSignal,
+} from "./validate.ts";
+
+/** A DNS server to ask instead of the system's. */
+export interface NameServer {
+  /** Its IP address. */
+  ipAddr: string;
+  /**
+   * Its port.
+   *
+   * @default {53}
+   */
+  port?: number;
+}
+
+/** Options of {@linkcode resolve} and {@linkcode gethostbyname}. */
+export interface ResolveOptions {
+  /**
+   * Only addresses of this family; both when not given.
+   */
+  family?: Family;
+  /**
+   * The DNS server to ask; the system's (`/etc/resolv.conf`) when not given.
+   */
+  nameServer?: NameServer;
+  /**
+   * Milliseconds to wait for DNS before failing with `ETIMEDOUT`.
+   *
+   * @default {5000}
+   */
+  timeout?: number;
+  /** Cancels the lookup with `ECANCELED`. */
+  signal?: AbortSignal;
+  /**
+   * The hosts file to look in before DNS, or `false` to skip it. It is read
+   * only when the program has read permission for it
+   * (`--allow-read=/etc/hosts`); otherwise the lookup goes to DNS.
+   *
+   * @default {"/etc/hosts"}
+   */
+  hostsFile?: string | false;
+}
+
+const DEFAULT_TIMEOUT = 5000;
+const DEFAULT_HOSTS_FILE = "/etc/hosts";
+/** RFC 6761: `localhost` is the loopback, whatever any file or server says. */
+const LOCALHOST: readonly IpAddress[] = [
+  { address: "::1", family: 6 },
+  { address: "127.0.0.1", family: 4 },
+];
+
+/**
+ * Resolves a host to its IP addresses, in the order a connect should try
+ * them (IPv6 first, then the families alternating, as RFC 8305 asks).
+ *
+ * - IP literals (`"127.0.0.1"`, `"::1"`, `"[::1]"`) pass through untouched.
+ * - `localhost` and names under `.localhost` are the loopback, `::1` and
+ *   `127.0.0.1` (RFC 6761), without DNS.
+ * - Names in the hosts file resolve from it without DNS, as
+ *   `gethostbyname` does.
+ * - Other names go to DNS (A and AAAA records, asked at once).
+ *
+ * @example Resolving without the network
+ * ```ts
+ * import { resolve } from "./mod.ts";
+ *
+ * const addresses = await resolve("localhost");
+ * console.log(addresses.map((a) => a.address)); // ["::1", "127.0.0.1"]
+ * ```
+ *
+ * @param host A name or an IP literal.
+ * @param options Family, name server, timeout, signal and hosts file.
+ * @returns At least one address.
+ * @throws {ResolveError} when the name does not resolve (`ENOTFOUND`,
+ *   `ESERVFAIL`, `ETIMEDOUT`).
+ * @throws {InvalidArgumentError} for a malformed host or option.
+ */
+export async function resolve(
+  host: string,
+  options: ResolveOptions = {},
+): Promise<IpAddress[]> {
+  const name = validateHost(host);
+  checkOptions(options);
+  const family = checkFamily(options.family);
+  const timeout = checkDuration(options.timeout, "timeout") ?? DEFAULT_TIMEOUT;
+  const signal = checkSignal(options.signal);
+  const nameServer = checkNameServer(options.nameServer);
+  if (signal?.aborted) throw abortError(signal, `resolve ${host}`, { host });
+
+  const literal = ipFamily(name);
+  if (literal !== undefined) {
+    return onlyFamily([{ address: name, family: literal }], family, host);
+  }
+  const key = name.toLowerCase().replace(/\.$/, "");
+  if (key === "localhost" || key.endsWith(".localhost")) {
+    return onlyFamily([...LOCALHOST], family, host);
+  }
+  const hostsFile = options.hostsFile ?? DEFAULT_HOSTS_FILE;
+  if (hostsFile !== false) {
+    const fromFile = await lookUpHostsFile(hostsFile, key);
+    if (fromFile.length > 0) {
+      return onlyFamily(interleave(fromFile), family, host);
+    }
+  }
+  return await lookUpDns(host, key, {
+    family,
+    timeout,
+    signal,
+    nameServer,
+  });
+}
+
+/**
+ * The first IPv4 address of a host, as Python's `socket.gethostbyname`.
+ *
+ * @example
+ * ```ts
+ * import { gethostbyname } from "./mod.ts";
+ *
+ * console.log(await gethostbyname("localhost")); // "127.0.0.1"
+ * ```
+ *
+ * @param host A name or an IPv4 literal.
+ * @param options As {@linkcode resolve}'s; `family` is always 4.
+ * @returns A dotted quad.
+ * @throws {ResolveError} when the host has no IPv4 address.
+ */
+export async function gethostbyname(
+  host: string,
+  options: Omit<ResolveOptions, "family"> = {},
+): Promise<string> {
+  const [first] = await resolve(host, { ...options, family: 4 });
+  return first.address;
+}
+
+function checkFamily(value: unknown): Family | undefined {
+  if (value === undefined || value === 4 || value === 6) return value;
+  throw new InvalidArgumentError(
+    `invalid family ${String(value)}: expected 4 or 6`,
+  );
+}
+
+function checkNameServer(value: unknown): NameServer | undefined {
+  if (value === undefined) return undefined;
+  const server = value as NameServer;
+  if (
+    typeof value !== "object" || value === null ||
+    typeof server.ipAddr !== "string" || ipFamily(server.ipAddr) === undefined
+  ) {
+    throw new InvalidArgumentError(
+      "invalid nameServer: expected { ipAddr: an IP address, port?: number }",
+    );
+  }
+  const port = server.port ?? 53;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new InvalidArgumentError(
+      `invalid nameServer port ${String(server.port)}: expected 1–65535`,
+    );
+  }
+  return { ipAddr: server.ipAddr.replace(/^\[(.*)\]$/, "$1"), port };
+}
+
+function onlyFamily(
+  addresses: IpAddress[],
+  family: Family | undefined,
+  host: string,
+): IpAddress[] {
+  const kept = family === undefined
+    ? addresses
+    : addresses.filter((a) => a.family === family);
+  if (kept.length === 0) {
+    throw new ResolveError("ENOTFOUND", host, `no IPv${family} address`);
+  }
+  return kept;
+}
+
+/** IPv6 first, then alternating families, each in its given order. */
+function interleave(addresses: IpAddress[]): IpAddress[] {
+  const v6 = addresses.filter((a) => a.family === 6);
+  const v4 = addresses.filter((a) => a.family === 4);
+  const out: IpAddress[] = [];
+  for (let i = 0; i < Math.max(v6.length, v4.length); i++) {
+    if (i < v6.length) out.push(v6[i]);
+    if (i < v4.length) out.push(v4[i]);
+  }
+  return out;
+}
+
+async function lookUpHostsFile(
+  path: string,
+  name: string,
+): Promise<IpAddress[]> {
+  const permission = await Deno.permissions.query({ name: "read", path });
+  if (permission.state !== "granted") return [];
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch {
+    return []; // No hosts file: as the C library, go on to DNS.
+  }
+  const found: IpAddress[] = [];
+  for (const line of text.split("\n")) {
+    const [address, ...names] = line.replace(/#.*/, "").trim().split(/\s+/);
+    const family = address ? ipFamily(address) : undefined;
+    if (
+      family !== undefined &&
+      names.some((n) => n.toLowerCase() === name) &&
+      !found.some((a) => a.address === address)
+    ) {
+      found.push({ address, family });
+    }
+  }
+  return found;
+}
+
+interface DnsQuery {
+  family: Family | undefined;
+  timeout: number;
+  signal: AbortSignal | undefined;
+  nameServer: NameServer | undefined;
+}
+
+async function lookUpDns(
+  host: string,
+  name: string,
+  query: DnsQuery,
+): Promise<IpAddress[]> {
+  const deadline = deadlineSignal(
+    query.signal,
+    query.timeout,
+    () =>
+      new ResolveError(
+        "ETIMEDOUT",
+        host,
+        `no answer from DNS in ${query.timeout} ms`,
+      ),
+  );
+  const options = { nameServer: query.nameServer, signal: deadline.signal };
+  const types = query.family === 4
+    ? ["A" as const]
+    : query.family === 6
+    ? ["AAAA" as const]
+    : ["AAAA" as const, "A" as const];
+  try {
+    const results = await Promise.allSettled(
+      types.map((type) => Deno.resolveDns(name, type, options)),
+    );
+    const addresses: IpAddress[] = [];
+    results.forEach((result, i) => {
+      if (result.status !== "fulfilled") return;
+      const family: Family = types[i] === "A" ? 4 : 6;
+      for (const address of result.value) addresses.push({ address, family });
+    });
+    if (addresses.length > 0) return interleave(addresses);
+    if (deadline.signal?.aborted) {
+      throw abortError(deadline.signal, `resolve ${host}`, { host });
+    }
+    const failures = results.map((r) =>
+      r.status === "rejected" ? r.reason : undefined
+    );
+    throw dnsError(host, failures);
+  } finally {
+    deadline.clear();
+  }
+}
+
+/** The error for a name that got no address; `failures` are per query. */
+function dnsError(host: string, failures: unknown[]): SocketError {
+  const errors = failures.filter((e) => e !== undefined);
+  const denied = errors.find((e) => e instanceof Deno.errors.NotCapable);
+  if (denied) {
+    return new PermissionDeniedError(
+      `resolve ${host}: Deno needs the network permission (run with -N)`,
+      { host, cause: denied },
+    );
+  }
+  const failed = errors.find((e) => !(e instanceof Deno.errors.NotFound));
+  if (failed) {
+    const text = failed instanceof Error ? failed.message : String(failed);
+    if (/timed? ?out/i.test(text)) {
+      return new ResolveError("ETIMEDOUT", host, "no answer from DNS", failed);
+    }
+    return new ResolveError("ESERVFAIL", host, `DNS failure: ${text}`, failed);
+  }
+  return new ResolveError("ENOTFOUND", host, "no such name", errors[0]);
+}

@@ -1,0 +1,106 @@
+/**
+ * Checks of option values, shared by every public function, so that a bad
+ * value is an {@linkcode InvalidArgumentError} naming it, before any socket
+ * is made.
+ *
+ * @module
+ */
+
+import { describe } from "./address.ts";
+import { InvalidArgumentError } from "./errors.ts";
+
+/**
+ * Checks an optional duration in milliseconds: a finite number ≥ 0.
+ *
+ * @param value The option's value.
+ * @param name The option's name, for the message.
+ * @returns The value, or `undefined` when it was not given.
+ */
+export function checkDuration(
+  value: unknown,
+  name: string,
+): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+    throw new InvalidArgumentError(
+      `invalid ${name} ${describe(value)}: expected milliseconds, ≥ 0`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Checks an optional count: an integer from `min` up.
+ *
+ * @param value The option's value.
+ * @param name The option's name, for the message.
+ * @param min The least allowed.
+ * @returns The value, or `undefined` when it was not given.
+ */
+export function checkCount(
+  value: unknown,
+  name: string,
+  min: number,
+): number | undefined {
+  if (value === undefined) return undefined;
+  if (
+    typeof value !== "number" || !Number.isSafeInteger(value) || value < min
+  ) {
+    throw new InvalidArgumentError(
+      `invalid ${name} ${describe(value)}: expected an integer ≥ ${min}`,
+    );
+  }
+  return value;
+}
+
+/** Checks an optional `AbortSignal`. */
+export function checkSignal(value: unknown): AbortSignal | undefined {
+  if (value === undefined || value instanceof AbortSignal) return value;
+  throw new InvalidArgumentError(
+    `invalid signal ${describe(value)}: expected an AbortSignal`,
+  );
+}
+
+/** Checks a callback, optional unless `required`. */
+export function checkFunction(
+  value: unknown,
+  name: string,
+  options: { required?: boolean } = {},
+): void {
+  if (value === undefined && !options.required) return;
+  if (typeof value !== "function") {
+    throw new InvalidArgumentError(
+      `invalid ${name} ${describe(value)}: expected a function`,
+    );
+  }
+}
+
+/** Checks that the options argument is an object (or absent). */
+export function checkOptions(value: unknown): void {
+  if (value !== undefined && (typeof value !== "object" || value === null)) {
+    throw new InvalidArgumentError(
+      `invalid options ${describe(value)}: expected an object`,
+    );
+  }
+}
+
+/**
+ * One signal for a caller's signal and a timeout. The timeout aborts with
+ * the given error, so callers can tell it from the caller's abort.
+ *
+ * @returns The signal (undefined when neither was given) and a function that
+ *   clears the timer, which every caller must call when done.
+ */
+export function deadlineSignal(
+  signal: AbortSignal | undefined,
+  timeout: number | undefined,
+  onTimeout: () => Error,
+): { signal: AbortSignal | undefined; clear: () => void } {
+  if (timeout === undefined) return { signal, clear: () => {} };
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(onTimeout()), timeout);
+  const combined = signal
+    ? AbortSignal.any([signal, controller.signal])
+    : controller.signal;
+  return { signal: combined, clear: () => clearTimeout(timer) };
+}

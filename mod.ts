@@ -1,0 +1,36 @@
+/**
+ * Socket programming for Deno, after the tutorial "Python Socket
+ * Programming": resolve a host, connect, send all, receive, and serve with a
+ * backlog-aware accept loop; typed errors, timeouts and cancellation
+ * throughout.
+ *
+ * | The tutorial                   | This module                            |
+ * | ------------------------------ | -------------------------------------- |
+ * | `socket.gethostbyname(host)`   | {@linkcode gethostbyname}, {@linkcode resolve} |
+ * | `s.connect((host, port))`      | {@linkcode connect}                    |
+ * | `s.sendall(data)`, `s.recv(n)` | {@linkcode Connection}                 |
+ * | `bind`, `listen(5)`, `accept`  | {@linkcode serve}                      |
+ * | `socket.error`, `gaierror`     | {@linkcode SocketError}, {@linkcode ResolveError} |
+ *
+ * @example The tutorial's server and client in one program
+ * ```ts
+ * import { connect, serve } from "./mod.ts";
+ *
+ * await using server = serve(
+ *   { hostname: "127.0.0.1", backlog: 5 },
+ *   (conn) => conn.sendAll("Thank you for connecting"),
+ * );
+ * await using client = await connect("127.0.0.1", server.addr.port);
+ * const reply = await client.recv(1024);
+ * console.log(new TextDecoder().decode(reply!)); // "Thank you for connecting"
+ * ```
+ *
+ * @module
+ */
+
+export * from "./lib/errors.ts";
+export * from "./lib/address.ts";
+export * from "./lib/resolve.ts";
+export * from "./lib/connection.ts";
+export * from "./lib/connect.ts";
+export * from "./lib/server.ts";
