@@ -448,7 +448,9 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   const hostname = options.hostname === undefined || options.hostname === ""
     ? "0.0.0.0"
     : validateHost(options.hostname);
-  const port = validatePort(options.port ?? 0, { allowZero: true });
+  const port = options.port === undefined
+    ? 0
+    : validatePort(options.port, { allowZero: true });
   const backlog = checkCount(options.backlog, "backlog", 0) ?? DEFAULT_BACKLOG;
   const concurrency = checkCount(options.concurrency, "concurrency", 1) ?? 1;
   const kernelBacklog = checkCount(options.kernelBacklog, "kernelBacklog", 1) ??
