@@ -1,1 +1,70 @@
-export {};
+/**
+ * The command line: one command per chapter of the tutorial.
+ *
+ * ```sh
+ * deno run -N cli.ts resolve localhost
+ * deno run -N cli.ts serve --port 12345
+ * deno run -N cli.ts client --port 12345
+ * deno run -N cli.ts telnet localhost 12345
+ * deno run -N cli.ts connect localhost 12345
+ * ```
+ *
+ * @module
+ */
+
+import { type Command, runCommand } from "./lib/cli_common.ts";
+import { resolveCommand } from "./lib/cli_resolve.ts";
+import { connectCommand } from "./lib/cli_connect.ts";
+import { serveCommand } from "./lib/cli_serve.ts";
+import { clientCommand } from "./lib/cli_client.ts";
+import { telnetCommand } from "./lib/cli_telnet.ts";
+
+const COMMANDS: Record<string, Command> = {
+  resolve: resolveCommand,
+  connect: connectCommand,
+  serve: serveCommand,
+  client: clientCommand,
+  telnet: telnetCommand,
+};
+
+const HELP = `Usage: deno run -N cli.ts COMMAND [options]
+
+Socket programming from the terminal, one command per step of the tutorial.
+
+Commands:
+  resolve HOST        the addresses of a host (gethostbyname)
+  connect HOST [PORT] connect, and optionally send and print the reply
+  serve               the tutorial's server
+  client              the tutorial's client: connect, recv(1024), print
+  telnet HOST PORT    an interactive, pipe-friendly telnet
+
+Run "deno run -N cli.ts COMMAND --help" for a command's options.
+Names in /etc/hosts need --allow-read=/etc/hosts as well.
+Exit status: 0 success, 1 runtime failure, 2 usage error.
+`;
+
+/**
+ * Runs the command line and returns the exit code.
+ *
+ * @param args The arguments, without the program.
+ * @returns 0 on success, 1 on a runtime failure, 2 on a usage error.
+ */
+export async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined) {
+    console.error("missing COMMAND (see --help)");
+    return 2;
+  }
+  if (name === "--help" || name === "-h" || name === "help") {
+    console.log(HELP);
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) {
+    console.error(`unknown command ${JSON.stringify(name)} (see --help)`);
+    return 2;
+  }
+  return await runCommand(command, rest, name);
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,74 @@
+/**
+ * `resolve HOST`: the tutorial's `gethostbyname` step, every address.
+ *
+ * @module
+ */
+
+import type { Family } from "./address.ts";
+import { resolve } from "./resolve.ts";
+import {
+  hostArg,
+  msArg,
+  nameServerArg,
+  parseCommandArgs,
+  printJson,
+  required,
+  stringOption,
+  UsageError,
+} from "./cli_common.ts";
+
+/** The help text of `resolve`. */
+export const RESOLVE_HELP = `Usage: deno run -N cli.ts resolve HOST [options]
+
+Prints the IP addresses of HOST, one per line, IPv6 first (the order a
+connect tries them). IP literals print as they are; localhost is ::1 and
+127.0.0.1 without any lookup. Names are looked up in /etc/hosts (when run
+with --allow-read=/etc/hosts), then in DNS.
+
+Options:
+  -4                     IPv4 addresses only
+  -6                     IPv6 addresses only
+  --nameserver IP[:PORT] ask this DNS server instead of the system's
+  --timeout MS           give up on DNS after MS milliseconds (default 5000)
+  --json                 one JSON object per line: {"address":…,"family":…}
+  --debug                print the stack of an error
+  -h, --help             this help
+
+Exit status: 0 resolved, 1 the host does not resolve, 2 usage error.
+`;
+
+/** Runs `resolve` and returns the exit code. */
+export async function resolveCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs(args, {
+    "4": { type: "boolean", short: "4" },
+    "6": { type: "boolean", short: "6" },
+    nameserver: { type: "string" },
+    timeout: { type: "string" },
+    json: { type: "boolean" },
+  }, 1);
+  if (values.help) {
+    console.log(RESOLVE_HELP);
+    return 0;
+  }
+  const host = hostArg(required(positionals[0], "HOST"));
+  if (values["4"] && values["6"]) {
+    throw new UsageError("-4 and -6 exclude each other");
+  }
+  const family: Family | undefined = values["4"]
+    ? 4
+    : values["6"]
+    ? 6
+    : undefined;
+  const server = stringOption(values, "nameserver");
+  const timeout = stringOption(values, "timeout");
+  const addresses = await resolve(host, {
+    family,
+    nameServer: server === undefined ? undefined : nameServerArg(server),
+    timeout: timeout === undefined ? undefined : msArg(timeout, "timeout"),
+  });
+  for (const { address, family } of addresses) {
+    if (values.json) printJson({ address, family });
+    else console.log(address);
+  }
+  return 0;
+}
