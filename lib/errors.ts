@@ -126,9 +126,12 @@ export class SocketError extends Error {
  * ```
  */
 export class InvalidArgumentError extends SocketError {
+  /** The stable code. */
   declare readonly code: "EINVAL";
 
   /**
+   * Makes the error.
+   *
    * @param message What is wrong, naming the bad value.
    * @param options Host, port and cause.
    */
@@ -152,10 +155,14 @@ export class InvalidArgumentError extends SocketError {
  * ```
  */
 export class ResolveError extends SocketError {
+  /** The stable code. */
   declare readonly code: "ENOTFOUND" | "ESERVFAIL" | "ETIMEDOUT";
+  /** The name that did not resolve. */
   declare readonly host: string;
 
   /**
+   * Makes the error.
+   *
    * @param code Why the name did not resolve.
    * @param host The name.
    * @param reason A few words on the reason, put in the message.
@@ -187,9 +194,12 @@ export class ResolveError extends SocketError {
  * ```
  */
 export class ConnectionRefusedError extends SocketError {
+  /** The stable code. */
   declare readonly code: "ECONNREFUSED";
 
   /**
+   * Makes the error.
+   *
    * @param message What was refused, naming host and port.
    * @param options Host, port, cause and attempts.
    */
@@ -211,9 +221,12 @@ export class ConnectionRefusedError extends SocketError {
  * ```
  */
 export class TimeoutError extends SocketError {
+  /** The stable code. */
   declare readonly code: "ETIMEDOUT";
 
   /**
+   * Makes the error.
+   *
    * @param message What timed out, after how long.
    * @param options Host, port and cause.
    */
@@ -239,9 +252,12 @@ export class TimeoutError extends SocketError {
  * ```
  */
 export class AddressInUseError extends SocketError {
+  /** The stable code. */
   declare readonly code: "EADDRINUSE" | "EADDRNOTAVAIL";
 
   /**
+   * Makes the error.
+   *
    * @param code Which binding failure.
    * @param message What failed, naming host and port.
    * @param options Host, port and cause.
@@ -268,9 +284,12 @@ export class AddressInUseError extends SocketError {
  * ```
  */
 export class PermissionDeniedError extends SocketError {
+  /** The stable code. */
   declare readonly code: "EACCES";
 
   /**
+   * Makes the error.
+   *
    * @param message What was denied.
    * @param options Host, port and cause.
    */
@@ -291,9 +310,12 @@ export class PermissionDeniedError extends SocketError {
  * ```
  */
 export class UnreachableError extends SocketError {
+  /** The stable code. */
   declare readonly code: "EHOSTUNREACH" | "ENETUNREACH";
 
   /**
+   * Makes the error.
+   *
    * @param code Host or network.
    * @param message What failed, naming host and port.
    * @param options Host, port, cause and attempts.
@@ -320,9 +342,12 @@ export class UnreachableError extends SocketError {
  * ```
  */
 export class ConnectionResetError extends SocketError {
+  /** The stable code. */
   declare readonly code: "ECONNRESET" | "EPIPE";
 
   /**
+   * Makes the error.
+   *
    * @param code Reset or broken pipe.
    * @param message What failed, naming the peer.
    * @param options Host, port and cause.
@@ -349,9 +374,12 @@ export class ConnectionResetError extends SocketError {
  * ```
  */
 export class SocketClosedError extends SocketError {
+  /** The stable code. */
   declare readonly code: "EBADF";
 
   /**
+   * Makes the error.
+   *
    * @param message What was attempted.
    * @param options Host, port and cause.
    */
@@ -372,9 +400,12 @@ export class SocketClosedError extends SocketError {
  * ```
  */
 export class MessageTooLargeError extends SocketError {
+  /** The stable code. */
   declare readonly code: "EMSGSIZE";
 
   /**
+   * Makes the error.
+   *
    * @param message What limit was passed.
    * @param options Host, port and cause.
    */
@@ -395,9 +426,12 @@ export class MessageTooLargeError extends SocketError {
  * ```
  */
 export class CancelledError extends SocketError {
+  /** The stable code. */
   declare readonly code: "ECANCELED";
 
   /**
+   * Makes the error.
+   *
    * @param message What was cancelled.
    * @param options Host, port, and the signal's reason as cause.
    */
