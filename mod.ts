@@ -14,7 +14,7 @@
  *
  * @example The tutorial's server and client in one program
  * ```ts
- * import { connect, serve } from "./mod.ts";
+ * import { connect, serve } from "@socket-programming/socket";
  *
  * await using server = serve(
  *   { hostname: "127.0.0.1", backlog: 5 },

@@ -35,7 +35,7 @@ const DOTTED_QUAD = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
  *
  * @example
  * ```ts
- * import { validatePort } from "./mod.ts";
+ * import { validatePort } from "@socket-programming/socket";
  *
  * validatePort(12345); // 12345
  * validatePort(0, { allowZero: true }); // 0
@@ -69,7 +69,7 @@ export function validatePort(
  *
  * @example
  * ```ts
- * import { parsePort } from "./mod.ts";
+ * import { parsePort } from "@socket-programming/socket";
  *
  * parsePort("8080"); // 8080
  * ```
@@ -99,7 +99,7 @@ export function parsePort(
  *
  * @example
  * ```ts
- * import { ipFamily } from "./mod.ts";
+ * import { ipFamily } from "@socket-programming/socket";
  *
  * ipFamily("127.0.0.1"); // 4
  * ipFamily("[::1]"); // 6
@@ -122,7 +122,7 @@ export function ipFamily(host: string): Family | undefined {
  *
  * @example
  * ```ts
- * import { validateHost } from "./mod.ts";
+ * import { validateHost } from "@socket-programming/socket";
  *
  * validateHost("[::1]"); // "::1"
  * validateHost("www.google.com"); // "www.google.com"
@@ -168,7 +168,7 @@ export function validateHost(host: unknown): string {
  *
  * @example
  * ```ts
- * import { formatAddress } from "./mod.ts";
+ * import { formatAddress } from "@socket-programming/socket";
  *
  * formatAddress({ address: "::1", port: 80 }); // "[::1]:80"
  * ```
@@ -190,7 +190,7 @@ export function formatAddress(
  *
  * @example
  * ```ts
- * import { pythonAddress } from "./mod.ts";
+ * import { pythonAddress } from "@socket-programming/socket";
  *
  * pythonAddress({ address: "127.0.0.1", port: 58933, family: 4 }); // "('127.0.0.1', 58933)"
  * ```

@@ -69,7 +69,7 @@ const DEFAULT_ATTEMPT_DELAY = 250;
  *
  * @example Connect to a local server
  * ```ts
- * import { connect, serve } from "./mod.ts";
+ * import { connect, serve } from "@socket-programming/socket";
  *
  * await using server = serve({ hostname: "127.0.0.1" }, () => {});
  * await using conn = await connect("localhost", server.addr.port);

@@ -59,7 +59,7 @@ const encoder = new TextEncoder();
  *
  * @example Send a request, read the answer
  * ```ts
- * import { connect, serve } from "./mod.ts";
+ * import { connect, serve } from "@socket-programming/socket";
  *
  * await using server = serve({ hostname: "127.0.0.1" }, async (conn) => {
  *   await conn.sendAll("Thank you for connecting");

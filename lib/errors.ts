@@ -71,7 +71,7 @@ export interface AttemptFailure {
  *
  * @example Telling failures apart by code
  * ```ts
- * import { connect, SocketError } from "./mod.ts";
+ * import { connect, SocketError } from "@socket-programming/socket";
  *
  * try {
  *   await connect("127.0.0.1", 1, { timeout: 1000 });
@@ -118,7 +118,7 @@ export class SocketError extends Error {
  *
  * @example
  * ```ts
- * import { connect, InvalidArgumentError } from "./mod.ts";
+ * import { connect, InvalidArgumentError } from "@socket-programming/socket";
  *
  * await connect("127.0.0.1", 65536).catch((error) => {
  *   console.log(error instanceof InvalidArgumentError); // true
@@ -147,11 +147,10 @@ export class InvalidArgumentError extends SocketError {
  *
  * @example
  * ```ts
- * import { resolve, ResolveError } from "./mod.ts";
+ * import { ResolveError } from "@socket-programming/socket";
  *
- * await resolve("no-such-name.invalid", { hostsFile: false }).catch((error) => {
- *   if (error instanceof ResolveError) console.log(error.code); // "ENOTFOUND"
- * });
+ * const error = new ResolveError("ENOTFOUND", "no-such-name.test", "no such name");
+ * console.log(error.message); // "there was an error resolving the host: no-such-name.test (no such name)"
  * ```
  */
 export class ResolveError extends SocketError {
@@ -187,7 +186,7 @@ export class ResolveError extends SocketError {
  *
  * @example
  * ```ts
- * import { ConnectionRefusedError } from "./mod.ts";
+ * import { ConnectionRefusedError } from "@socket-programming/socket";
  *
  * const error = new ConnectionRefusedError("connect to 127.0.0.1 port 1: Connection refused");
  * console.log(error.code); // "ECONNREFUSED"
@@ -214,7 +213,7 @@ export class ConnectionRefusedError extends SocketError {
  *
  * @example
  * ```ts
- * import { TimeoutError } from "./mod.ts";
+ * import { TimeoutError } from "@socket-programming/socket";
  *
  * const error = new TimeoutError("read from 127.0.0.1 port 80: timed out after 5000 ms");
  * console.log(error.code); // "ETIMEDOUT"
@@ -241,7 +240,7 @@ export class TimeoutError extends SocketError {
  *
  * @example
  * ```ts
- * import { AddressInUseError, serve } from "./mod.ts";
+ * import { AddressInUseError, serve } from "@socket-programming/socket";
  *
  * await using first = serve({ hostname: "127.0.0.1" }, () => {});
  * try {
@@ -277,7 +276,7 @@ export class AddressInUseError extends SocketError {
  *
  * @example
  * ```ts
- * import { PermissionDeniedError } from "./mod.ts";
+ * import { PermissionDeniedError } from "@socket-programming/socket";
  *
  * const error = new PermissionDeniedError("bind to 0.0.0.0 port 80: Permission denied");
  * console.log(error.code); // "EACCES"
@@ -303,7 +302,7 @@ export class PermissionDeniedError extends SocketError {
  *
  * @example
  * ```ts
- * import { UnreachableError } from "./mod.ts";
+ * import { UnreachableError } from "@socket-programming/socket";
  *
  * const error = new UnreachableError("ENETUNREACH", "connect to 2001:db8::1 port 80: Network is unreachable");
  * console.log(error.code); // "ENETUNREACH"
@@ -335,7 +334,7 @@ export class UnreachableError extends SocketError {
  *
  * @example
  * ```ts
- * import { ConnectionResetError } from "./mod.ts";
+ * import { ConnectionResetError } from "@socket-programming/socket";
  *
  * const error = new ConnectionResetError("EPIPE", "write to 127.0.0.1 port 5000: Broken pipe");
  * console.log(error.code); // "EPIPE"
@@ -367,7 +366,7 @@ export class ConnectionResetError extends SocketError {
  *
  * @example
  * ```ts
- * import { SocketClosedError } from "./mod.ts";
+ * import { SocketClosedError } from "@socket-programming/socket";
  *
  * const error = new SocketClosedError("recv from 127.0.0.1 port 80: the connection is closed");
  * console.log(error.code); // "EBADF"
@@ -393,7 +392,7 @@ export class SocketClosedError extends SocketError {
  *
  * @example
  * ```ts
- * import { MessageTooLargeError } from "./mod.ts";
+ * import { MessageTooLargeError } from "@socket-programming/socket";
  *
  * const error = new MessageTooLargeError("recvAll from 127.0.0.1 port 80: more than 1024 bytes");
  * console.log(error.code); // "EMSGSIZE"
@@ -419,7 +418,7 @@ export class MessageTooLargeError extends SocketError {
  *
  * @example
  * ```ts
- * import { CancelledError, connect } from "./mod.ts";
+ * import { CancelledError, connect } from "@socket-programming/socket";
  *
  * await connect("127.0.0.1", 80, { signal: AbortSignal.abort() })
  *   .catch((error) => console.log(error instanceof CancelledError)); // true

@@ -86,7 +86,7 @@ const LOCALHOST: readonly IpAddress[] = [
  *
  * @example Resolving without the network
  * ```ts
- * import { resolve } from "./mod.ts";
+ * import { resolve } from "@socket-programming/socket";
  *
  * const addresses = await resolve("localhost");
  * console.log(addresses.map((a) => a.address)); // ["::1", "127.0.0.1"]
@@ -139,7 +139,7 @@ export async function resolve(
  *
  * @example
  * ```ts
- * import { gethostbyname } from "./mod.ts";
+ * import { gethostbyname } from "@socket-programming/socket";
  *
  * console.log(await gethostbyname("localhost")); // "127.0.0.1"
  * ```

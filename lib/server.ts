@@ -162,7 +162,7 @@ const MAX_ACCEPT_BACKOFF = 1000;
  *
  * @example
  * ```ts
- * import { serve } from "./mod.ts";
+ * import { serve } from "@socket-programming/socket";
  *
  * const server = serve({ hostname: "127.0.0.1" }, (conn) => conn.sendAll("hi"));
  * console.log(server.addr.port > 0); // true
@@ -308,31 +308,42 @@ export class Server implements AsyncDisposable {
   async #handle({ conn, info, controller }: Entry): Promise<void> {
     const { onConnection, handlerTimeout } = this.#options;
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let stop = () => {};
     try {
       onConnection?.(info);
       const handled = (async () => await this.#handler(conn, info))();
-      await (handlerTimeout === undefined ? handled : Promise.race([
-        handled,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => {
-            controller.abort();
-            reject(
-              new TimeoutError(
-                `handler for ${conn.remoteAddr.address} port ${conn.remoteAddr.port}: timed out after ${handlerTimeout} ms`,
-                { host: conn.remoteAddr.address, port: conn.remoteAddr.port },
-              ),
-            );
-          }, handlerTimeout);
-        }),
-      ]));
+      // A handler that ignores its signal is abandoned when it aborts (its
+      // deadline or the shutdown's), so that it cannot hold the server.
+      handled.catch(() => {});
+      const stopped = new Promise<never>((_, reject) => {
+        stop = () => reject(controller.signal.reason);
+        controller.signal.addEventListener("abort", stop, { once: true });
+      });
+      if (handlerTimeout !== undefined) {
+        timer = setTimeout(() => {
+          controller.abort(
+            this.#lateError(conn, `timed out after ${handlerTimeout} ms`),
+          );
+        }, handlerTimeout);
+      }
+      await Promise.race([handled, stopped]);
       this.#counts.served++;
     } catch (error) {
       this.#counts.failed++;
       this.#reportError(error, info);
     } finally {
       clearTimeout(timer);
+      controller.signal.removeEventListener("abort", stop);
       conn.close();
     }
+  }
+
+  #lateError(conn: Connection, reason: string): TimeoutError {
+    const { address, port } = conn.remoteAddr;
+    return new TimeoutError(`handler for ${address} port ${port}: ${reason}`, {
+      host: address,
+      port,
+    });
   }
 
   #reportError(error: unknown, info: ConnectionInfo): void {
@@ -396,7 +407,12 @@ export class Server implements AsyncDisposable {
     if (outcome !== "late") return;
     for (const entry of this.#waiting.splice(0)) this.#refuse(entry);
     for (const entry of this.#running.keys()) {
-      entry.controller.abort();
+      entry.controller.abort(
+        this.#lateError(
+          entry.conn,
+          `still running at the shutdown deadline (${timeout} ms)`,
+        ),
+      );
       entry.conn.close();
     }
     // Handlers see their connection closed; wait for them to unwind, since
@@ -424,7 +440,7 @@ export class Server implements AsyncDisposable {
  *
  * @example The tutorial's greeting server
  * ```ts
- * import { serve } from "./mod.ts";
+ * import { serve } from "@socket-programming/socket";
  *
  * await using server = serve(
  *   { hostname: "127.0.0.1", port: 0, backlog: 5 },
