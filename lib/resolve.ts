@@ -6,6 +6,7 @@
  */
 
 import {
+  describe,
   type Family,
   type IpAddress,
   ipFamily,
@@ -109,6 +110,7 @@ export async function resolve(
   const timeout = checkDuration(options.timeout, "timeout") ?? DEFAULT_TIMEOUT;
   const signal = checkSignal(options.signal);
   const nameServer = checkNameServer(options.nameServer);
+  const hostsFile = checkHostsFile(options.hostsFile) ?? DEFAULT_HOSTS_FILE;
   if (signal?.aborted) throw abortError(signal, `resolve ${host}`, { host });
 
   const literal = ipFamily(name);
@@ -119,7 +121,6 @@ export async function resolve(
   if (key === "localhost" || key.endsWith(".localhost")) {
     return onlyFamily([...LOCALHOST], family, host);
   }
-  const hostsFile = options.hostsFile ?? DEFAULT_HOSTS_FILE;
   if (hostsFile !== false) {
     const fromFile = await lookUpHostsFile(hostsFile, key);
     if (fromFile.length > 0) {
@@ -164,6 +165,14 @@ function checkFamily(value: unknown): Family | undefined {
   );
 }
 
+function checkHostsFile(value: unknown): string | false | undefined {
+  if (value === undefined || value === false) return value;
+  if (typeof value === "string" && value !== "") return value;
+  throw new InvalidArgumentError(
+    `invalid hostsFile ${describe(value)}: expected a path or false`,
+  );
+}
+
 function checkNameServer(value: unknown): NameServer | undefined {
   if (value === undefined) return undefined;
   const server = value as NameServer;
@@ -171,8 +180,11 @@ function checkNameServer(value: unknown): NameServer | undefined {
     typeof value !== "object" || value === null ||
     typeof server.ipAddr !== "string" || ipFamily(server.ipAddr) === undefined
   ) {
+    const shown = typeof value === "object" && value !== null
+      ? `ipAddr ${describe(server.ipAddr)}`
+      : describe(value);
     throw new InvalidArgumentError(
-      "invalid nameServer: expected { ipAddr: an IP address, port?: number }",
+      `invalid nameServer ${shown}: expected { ipAddr: an IP address, port?: number }`,
     );
   }
   const port = server.port ?? 53;

@@ -481,6 +481,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   checkFunction(options.onRefused, "onRefused");
   checkFunction(options.onError, "onError");
   checkWaitingOnShutdown(options.waitingOnShutdown);
+  checkRefusalMessage(options.refusalMessage);
 
   let listener: Deno.TcpListener;
   try {
@@ -508,6 +509,19 @@ function checkWaitingOnShutdown(value: unknown): void {
       `invalid waitingOnShutdown ${
         describe(value)
       }: expected "serve" or "refuse"`,
+    );
+  }
+}
+
+function checkRefusalMessage(value: unknown): void {
+  if (
+    value !== undefined && typeof value !== "string" &&
+    !(value instanceof Uint8Array)
+  ) {
+    throw new InvalidArgumentError(
+      `invalid refusalMessage ${
+        describe(value)
+      }: expected a string or a Uint8Array`,
     );
   }
 }

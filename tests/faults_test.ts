@@ -12,12 +12,19 @@ import assert from "node:assert/strict";
 import {
   connect,
   ConnectionResetError,
+  type ConnectOptions,
+  gethostbyname,
   type Handler,
+  InvalidArgumentError,
+  parsePort,
+  resolve,
   serve,
   type ServeOptions,
   type Server,
   SocketError,
   TimeoutError,
+  validateHost,
+  validatePort,
 } from "../mod.ts";
 import {
   counter,
@@ -27,12 +34,12 @@ import {
   pool,
   python3Missing,
   REFUSAL,
+  releasedPort,
   resetClients,
   visit,
   work,
 } from "./fixtures/fault_clients.ts";
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const MiB = 1024 * 1024;
 
@@ -48,10 +55,6 @@ function start(
     ...options,
   }, handler);
   return { server, errors };
-}
-
-function codes(errors: unknown[]): string[] {
-  return errors.map((e) => e instanceof SocketError ? e.code : String(e));
 }
 
 const pythonSkip = await python3Missing();
@@ -381,4 +384,336 @@ Deno.test("faults: churn leaves no descriptor and no resource behind", async (t)
       if (before !== undefined) assert.equal(openDescriptors(), before);
     });
   }
+});
+
+/** A greeting in two writes, so that a cut one would show. */
+async function slowGreeting(conn: { sendAll(text: string): Promise<void> }) {
+  await work(10);
+  await conn.sendAll(GREETING.slice(0, 10));
+  await work(5);
+  await conn.sendAll(GREETING.slice(10));
+}
+
+Deno.test("faults: shutdown under load cuts no message and leaves nothing", async (t) => {
+  for (const waitingOnShutdown of ["serve", "refuse"] as const) {
+    await t.step(`waitingOnShutdown: "${waitingOnShutdown}"`, async () => {
+      const CONNECTED = 200;
+      const DEADLINE = 5000;
+      const controller = new AbortController();
+      const accepted = counter(CONNECTED);
+      const { server, errors } = start({
+        concurrency: 16,
+        backlog: 400,
+        refusalMessage: REFUSAL,
+        waitingOnShutdown,
+        shutdownTimeout: DEADLINE,
+        signal: controller.signal,
+        onAccept: accepted.add,
+      }, slowGreeting);
+      const port = server.addr.port;
+      const first = Array.from({ length: CONNECTED }, () => visit(port));
+      await accepted.reached;
+      // More keep arriving, before and after the abort.
+      let arriving = true;
+      const later = pool(16, 16, async () => {
+        const outcomes = [];
+        while (arriving) outcomes.push(await visit(port));
+        return outcomes;
+      });
+      await work(20);
+      const t0 = performance.now();
+      controller.abort();
+      await server.finished;
+      const stopMs = performance.now() - t0;
+      arriving = false;
+      const outcomes = [...await Promise.all(first), ...(await later).flat()];
+
+      const greeted = outcomes.filter((o) => o.text === GREETING);
+      const refused = outcomes.filter((o) => o.text === REFUSAL);
+      const unaccepted = outcomes.filter((o) => o.text === "");
+      const cut = outcomes.filter((o) =>
+        o.text !== GREETING && o.text !== REFUSAL && o.text !== ""
+      );
+      console.log(
+        `shutdown (${waitingOnShutdown}): ${outcomes.length} clients, ${greeted.length} greeted, ${refused.length} refused, ${unaccepted.length} not accepted (${
+          [...new Set(unaccepted.map((o) => o.code ?? "EOF"))].join(", ")
+        }); finished in ${stopMs.toFixed(0)} ms`,
+      );
+      assert.deepEqual(cut, [], "no cut message");
+      assert.deepEqual(errors, []);
+      const stats = server.stats;
+      assert.equal(greeted.length, stats.served);
+      assert.equal(refused.length, stats.refused);
+      assert.equal(unaccepted.length, outcomes.length - stats.accepted);
+      assert.equal(stats.accepted, stats.served + stats.refused);
+      assert.equal(stats.failed + stats.waiting + stats.active, 0);
+      assert.ok(stats.accepted >= CONNECTED);
+      if (waitingOnShutdown === "refuse") assert.ok(stats.refused > 0);
+      assert.ok(stopMs < DEADLINE, `finished after ${stopMs} ms`);
+      // The listener is closed: a new client is refused by the kernel.
+      assert.equal((await visit(port)).code, "ECONNREFUSED");
+    });
+  }
+});
+
+Deno.test("faults: failing handlers are counted and the server goes on", async (t) => {
+  await t.step(
+    "throws, never returns (handlerTimeout), closes its own connection",
+    async () => {
+      const failed = counter(2);
+      const { server, errors } = start({
+        concurrency: 1,
+        handlerTimeout: 200,
+        onError: (error) => {
+          errors.push(error);
+          failed.add();
+        },
+      }, async (conn) => {
+        const line = await readLine(conn);
+        if (line === "throw\n") throw new Error("the handler broke");
+        if (line === "hang\n") await new Promise(() => {});
+        if (line === "close\n") return conn.close();
+        await conn.sendAll(GREETING);
+      });
+      const port = server.addr.port;
+      try {
+        const ask = async (line: string) => {
+          await using conn = await connect("127.0.0.1", port);
+          await conn.sendAll(line);
+          return decoder.decode(await conn.recvAll());
+        };
+        for (const line of ["throw\n", "hang\n", "close\n", "hello\n"]) {
+          const t0 = performance.now();
+          const answer = await ask(line);
+          const ms = performance.now() - t0;
+          assert.equal(answer, line === "hello\n" ? GREETING : "");
+          if (line === "hang\n") assert.ok(ms >= 195 && ms < 2000, `${ms}`);
+        }
+        await failed.reached;
+        await server.shutdown();
+        assert.equal(errors.length, 2);
+        assert.equal((errors[0] as Error).message, "the handler broke");
+        assert.ok(errors[1] instanceof TimeoutError);
+        assert.match(errors[1].message, /timed out after 200 ms/);
+        assert.deepEqual(server.stats, {
+          accepted: 4,
+          served: 2,
+          failed: 2,
+          refused: 0,
+          waiting: 0,
+          active: 0,
+        });
+      } finally {
+        await server.shutdown();
+      }
+    },
+  );
+
+  await t.step(
+    "a handler that ignores its signal does not hold shutdown past its deadline",
+    async () => {
+      const running = counter(1);
+      const { server, errors } = start({
+        shutdownTimeout: 100,
+        onConnection: running.add,
+      }, () => new Promise<void>(() => {}));
+      await using conn = await connect("127.0.0.1", server.addr.port);
+      await running.reached;
+      const t0 = performance.now();
+      await server.shutdown();
+      const ms = performance.now() - t0;
+      assert.ok(ms >= 95 && ms < 2000, `${ms}`);
+      assert.equal(await conn.recv(), null);
+      assert.equal(errors.length, 1);
+      assert.equal(server.stats.failed, 1);
+      assert.equal(server.stats.active, 0);
+    },
+  );
+
+  await t.step("a throwing onError hook does not stop the server", async () => {
+    const server = serve({
+      hostname: "127.0.0.1",
+      onError: () => {
+        throw new Error("the hook broke");
+      },
+    }, async (conn) => {
+      if (await readLine(conn) === "throw\n") throw new Error("boom");
+      await conn.sendAll(GREETING);
+    });
+    try {
+      for (const line of ["throw\n", "hello\n"]) {
+        await using conn = await connect("127.0.0.1", server.addr.port);
+        await conn.sendAll(line);
+        const answer = decoder.decode(await conn.recvAll());
+        assert.equal(answer, line === "throw\n" ? "" : GREETING);
+      }
+      await server.shutdown();
+      assert.equal(server.stats.failed, 1);
+      assert.equal(server.stats.served, 1);
+    } finally {
+      await server.shutdown();
+    }
+  });
+});
+
+const BAD_PORTS: unknown[] = [
+  -1,
+  65536,
+  1.5,
+  NaN,
+  "80",
+  Infinity,
+  null,
+  2 ** 53,
+];
+const BAD_HOSTS: unknown[] = [
+  "",
+  " ",
+  "a b",
+  `${"a".repeat(300)}.test`,
+  "256.1.1.1",
+  "[::1",
+  "::1]",
+  "a..b",
+  "-a.test",
+  `${"abcdefghi.".repeat(26)}test`,
+  "ü.test",
+  "1.2.3.4:80",
+  42,
+  null,
+];
+
+/** Awaits `run` and checks it failed with `EINVAL` naming `value`. */
+async function rejectsNaming(
+  run: () => unknown,
+  value: unknown,
+): Promise<void> {
+  let error: unknown;
+  try {
+    await run();
+  } catch (caught) {
+    error = caught;
+  }
+  assert.ok(error instanceof InvalidArgumentError, `${String(error)}`);
+  assert.equal(error.code, "EINVAL");
+  // Long text is cut in messages; a string is quoted, so look for its
+  // start only.
+  const shown = typeof value === "string" ? value.slice(0, 60) : String(value);
+  assert.ok(error.message.includes(shown), `${error.message} names ${shown}`);
+}
+
+Deno.test("faults: bad input to every public function is EINVAL, before any socket", async (t) => {
+  // A port that is taken and one where nothing listens: a bad argument must
+  // fail as EINVAL, not as EADDRINUSE or ECONNREFUSED, proving it was
+  // caught before a socket was made.
+  await using taken = serve({ hostname: "127.0.0.1" }, () => {});
+  const closed = releasedPort();
+  const noop = () => {};
+  const before = openDescriptors();
+
+  await t.step("ports", async () => {
+    for (const port of [...BAD_PORTS, 0]) {
+      await rejectsNaming(() => validatePort(port), port);
+      await rejectsNaming(() => connect("127.0.0.1", port as number), port);
+    }
+    for (const port of BAD_PORTS) {
+      await rejectsNaming(() => validatePort(port, { allowZero: true }), port);
+      await rejectsNaming(() => serve({ port: port as number }, noop), port);
+    }
+    for (
+      const text of ["-1", "0", "65536", "1.5", "NaN", "", " 80", "0x50", "80a"]
+    ) {
+      await rejectsNaming(() => parsePort(text), text);
+    }
+  });
+
+  await t.step("hosts", async () => {
+    const options = { hostsFile: false as const, timeout: 100 };
+    for (const host of BAD_HOSTS) {
+      await rejectsNaming(() => validateHost(host), host);
+      await rejectsNaming(() => resolve(host as string, options), host);
+      await rejectsNaming(() => gethostbyname(host as string, options), host);
+      await rejectsNaming(() => connect(host as string, closed), host);
+      if (host !== "") {
+        await rejectsNaming(
+          () =>
+            serve({ hostname: host as string, port: taken.addr.port }, noop),
+          host,
+        );
+      }
+    }
+  });
+
+  await t.step("options", async () => {
+    const port = taken.addr.port;
+    const serveCases: [Partial<ServeOptions>, unknown][] = [
+      [{ backlog: -1 }, -1],
+      [{ backlog: 1.5 }, 1.5],
+      [{ concurrency: 0 }, 0],
+      [{ kernelBacklog: 0 }, 0],
+      [{ handlerTimeout: -1 }, -1],
+      [{ shutdownTimeout: NaN }, NaN],
+      [{ idleTimeout: -1 }, -1],
+      [{ waitingOnShutdown: "drop" as "serve" }, "drop"],
+      [{ signal: "stop" as unknown as AbortSignal }, "stop"],
+      [{ onError: 5 as unknown as () => void }, 5],
+      [{ refusalMessage: 5 as unknown as string }, 5],
+    ];
+    for (const [bad, value] of serveCases) {
+      await rejectsNaming(
+        () => serve({ hostname: "127.0.0.1", port, ...bad }, noop),
+        value,
+      );
+    }
+    await rejectsNaming(
+      () => serve({}, "handler" as unknown as Handler),
+      "handler",
+    );
+    const connectCases: [ConnectOptions, unknown][] = [
+      [{ timeout: -1 }, -1],
+      [{ timeout: NaN }, NaN],
+      [{ attemptDelay: -5 }, -5],
+      [{ idleTimeout: -1 }, -1],
+      [{ family: 5 as 4 }, 5],
+      [{ signal: {} as AbortSignal }, "[object Object]"],
+      [{ onAttempt: "log" as unknown as () => void }, "log"],
+      [{ hostsFile: 5 as unknown as string }, 5],
+    ];
+    for (const [bad, value] of connectCases) {
+      await rejectsNaming(() => connect("127.0.0.1", closed, bad), value);
+      await rejectsNaming(() => connect("name.test", closed, bad), value);
+    }
+    for (
+      const bad of [{ timeout: -1 }, { family: 7 as 4 }, {
+        hostsFile: 0 as unknown as string,
+      }]
+    ) {
+      await rejectsNaming(
+        () => resolve("name.test", bad),
+        Object.values(bad)[0],
+      );
+    }
+    await rejectsNaming(
+      () => resolve("name.test", { nameServer: { ipAddr: "dns.test" } }),
+      "dns.test",
+    );
+  });
+
+  await t.step("a connection's methods", async () => {
+    await using server = serve({ hostname: "127.0.0.1" }, () => {});
+    await using conn = await connect("127.0.0.1", server.addr.port);
+    for (const size of [0, -1, 1.5, NaN, "10"]) {
+      await rejectsNaming(() => conn.recv(size as number), size);
+      if (size === 0) continue; // recvAll() may be told to take nothing.
+      await rejectsNaming(
+        () => conn.recvAll({ maxBytes: size as number }),
+        size,
+      );
+    }
+    for (const data of [5, null, [1, 2]]) {
+      await rejectsNaming(() => conn.send(data as unknown as string), data);
+      await rejectsNaming(() => conn.sendAll(data as unknown as string), data);
+    }
+  });
+  if (before !== undefined) assert.equal(openDescriptors(), before);
 });
