@@ -49,6 +49,7 @@ export interface RecvAllOptions {
 }
 
 const DEFAULT_RECV_SIZE = 65536;
+const MAX_RECV_BUFFER = 16 * 1024 * 1024;
 const DEFAULT_RECV_ALL_LIMIT = 64 * 1024 * 1024;
 const encoder = new TextEncoder();
 
@@ -147,13 +148,16 @@ export class Connection implements AsyncDisposable, Disposable {
    * as Python's `recv`. End of stream is `null` (Python's `b''`), and stays
    * so on every later call.
    *
-   * @param maxBytes The most bytes to return, ≥ 1.
+   * @param maxBytes The most bytes to return, ≥ 1 (a read returns at most
+   *   16 MiB whatever the size asked).
    * @default {65536}
    * @returns The bytes (never empty), or `null` at end of stream.
    */
   async recv(maxBytes: number = DEFAULT_RECV_SIZE): Promise<Uint8Array | null> {
     checkCount(maxBytes, "maxBytes", 1);
-    const buffer = new Uint8Array(maxBytes);
+    // A buffer of any size asked for could fail to allocate; one read never
+    // returns more than the socket's buffer holds anyway.
+    const buffer = new Uint8Array(Math.min(maxBytes, MAX_RECV_BUFFER));
     while (true) {
       const n = await this.#io("recv from", () => this.#conn.read(buffer));
       if (n === null) return null;

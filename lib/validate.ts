@@ -9,8 +9,12 @@
 import { describe } from "./address.ts";
 import { InvalidArgumentError } from "./errors.ts";
 
+/** The longest timer the runtime keeps: longer ones fire at once. */
+const MAX_DURATION = 2 ** 31 - 1;
+
 /**
- * Checks an optional duration in milliseconds: a finite number ≥ 0.
+ * Checks an optional duration in milliseconds: a number from 0 to
+ * 2147483647 (about 24 days, the longest timer the runtime keeps).
  *
  * @param value The option's value.
  * @param name The option's name, for the message.
@@ -24,6 +28,13 @@ export function checkDuration(
   if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
     throw new InvalidArgumentError(
       `invalid ${name} ${describe(value)}: expected milliseconds, ≥ 0`,
+    );
+  }
+  if (value > MAX_DURATION) {
+    throw new InvalidArgumentError(
+      `invalid ${name} ${
+        describe(value)
+      }: expected milliseconds, at most ${MAX_DURATION}`,
     );
   }
   return value;

@@ -39,6 +39,7 @@ import {
   visit,
   work,
 } from "./fixtures/fault_clients.ts";
+import { startDnsServer } from "./fixtures/dns_server.ts";
 
 const decoder = new TextDecoder();
 const MiB = 1024 * 1024;
@@ -715,5 +716,204 @@ Deno.test("faults: bad input to every public function is EINVAL, before any sock
       await rejectsNaming(() => conn.sendAll(data as unknown as string), data);
     }
   });
+  if (before !== undefined) assert.equal(openDescriptors(), before);
+});
+
+/** A small seeded generator (mulberry32), so that a failure can be replayed. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const SPECIAL_VALUES: unknown[] = [
+  NaN,
+  Infinity,
+  -Infinity,
+  -0,
+  0,
+  1,
+  65535,
+  65536,
+  2 ** 31,
+  2 ** 32,
+  2 ** 53,
+  Number.MAX_VALUE,
+  null,
+  undefined,
+  true,
+  false,
+  {},
+  [],
+  [80],
+  () => 80,
+  Symbol("port"),
+  80n,
+  new Uint8Array(3),
+  new Date(0),
+  "",
+  " ",
+  "80",
+  "::",
+  "[::1]",
+  "127.0.0.1",
+  "localhost",
+];
+const ALPHABET = "ab-_.:[] 0123456789üZ\t\n%/";
+
+function randomString(next: () => number): string {
+  const length = next() < 0.1
+    ? 200 + Math.floor(next() * 200)
+    : Math.floor(next() * 20);
+  let text = "";
+  for (let i = 0; i < length; i++) {
+    text += ALPHABET[Math.floor(next() * ALPHABET.length)];
+  }
+  return text;
+}
+
+function randomValue(next: () => number): unknown {
+  const kind = next();
+  if (kind < 0.3) {
+    return SPECIAL_VALUES[Math.floor(next() * SPECIAL_VALUES.length)];
+  }
+  if (kind < 0.5) return Math.floor(next() * 210_000) - 70_000;
+  if (kind < 0.6) return (next() - 0.5) * 1e6;
+  return randomString(next);
+}
+
+function isValid(check: () => unknown): boolean {
+  try {
+    check();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("faults: thousands of random arguments raise nothing but the module's errors", async () => {
+  const ROUNDS = 3000;
+  const SEED = 20260501;
+  const next = random(SEED);
+  await using dns = await startDnsServer({});
+  const nameServer = { ipAddr: dns.hostname, port: dns.port };
+  const closed = releasedPort();
+  await using quiet = serve({ hostname: "127.0.0.1" }, () => {});
+  await using conn = await connect("127.0.0.1", quiet.addr.port);
+  const before = openDescriptors();
+  const outcomes = new Map<string, number>();
+  const note = (what: string) =>
+    outcomes.set(what, (outcomes.get(what) ?? 0) + 1);
+
+  const targets: [string, (v: unknown) => unknown][] = [
+    ["validatePort", (v) => validatePort(v)],
+    ["validatePort allowZero", (v) => validatePort(v, { allowZero: true })],
+    ["parsePort", (v) => parsePort(typeof v === "string" ? v : String(v))],
+    ["validateHost", (v) => validateHost(v)],
+    [
+      "resolve host",
+      (v) =>
+        resolve(v as string, { nameServer, hostsFile: false, timeout: 500 }),
+    ],
+    ["resolve option", (v) => {
+      const key = pick(["timeout", "family", "signal", "hostsFile"]);
+      return resolve("name.test", {
+        nameServer,
+        hostsFile: false,
+        timeout: 500,
+        [key]: v,
+      });
+    }],
+    ["connect", (v) => {
+      // Only hosts that fail validation, or loopback: no other address.
+      const host = isValid(() => validateHost(v)) ? "127.0.0.1" : v;
+      return connect(host as string, closed);
+    }],
+    [
+      "connect port",
+      (v) =>
+        connect(
+          "127.0.0.1",
+          isValid(() => validatePort(v)) ? closed : v as number,
+        ),
+    ],
+    ["connect option", (v) => {
+      const key = pick([
+        "timeout",
+        "attemptDelay",
+        "idleTimeout",
+        "family",
+        "signal",
+        "onAttempt",
+        "hostsFile",
+      ]);
+      return connect("127.0.0.1", closed, { [key]: v });
+    }],
+    ["serve option", async (v) => {
+      const key = pick([
+        "backlog",
+        "concurrency",
+        "kernelBacklog",
+        "handlerTimeout",
+        "shutdownTimeout",
+        "idleTimeout",
+        "waitingOnShutdown",
+        "signal",
+        "onListen",
+        "onError",
+        "refusalMessage",
+        "port",
+        "hostname",
+      ]);
+      let value = v;
+      // Never a fixed port, never an address but loopback.
+      if (key === "port" && isValid(() => validatePort(v))) value = 0;
+      if (
+        key === "hostname" && (v === undefined || v === "" ||
+          isValid(() => validateHost(v)))
+      ) value = "127.0.0.1";
+      const server = serve(
+        { hostname: "127.0.0.1", port: 0, [key]: value },
+        () => {},
+      );
+      await server.shutdown();
+    }],
+    ["recv", (v) => conn.recv(v as number)],
+    ["recvAll", (v) => conn.recvAll({ maxBytes: v as number })],
+    ["send", (v) => conn.send(v as string)],
+    ["sendAll", (v) => conn.sendAll(v as string)],
+  ];
+  function pick<T>(items: T[]): T {
+    return items[Math.floor(next() * items.length)];
+  }
+
+  for (let round = 0; round < ROUNDS; round++) {
+    const [name, run] = pick(targets);
+    const value = randomValue(next);
+    try {
+      await run(value);
+      note("returned");
+    } catch (error) {
+      if (!(error instanceof SocketError)) {
+        assert.fail(
+          `round ${round} (seed ${SEED}): ${name}(${
+            typeof value === "symbol" ? value.toString() : String(value)
+          }) threw ${String(error)}`,
+        );
+      }
+      note(error.code);
+    }
+  }
+  console.log(
+    `random input: ${ROUNDS} calls, ${
+      [...outcomes].map(([what, n]) => `${what} ${n}`).join(", ")
+    }`,
+  );
+  assert.equal([...outcomes.values()].reduce((a, b) => a + b), ROUNDS);
   if (before !== undefined) assert.equal(openDescriptors(), before);
 });
