@@ -18,6 +18,7 @@ import {
   InvalidArgumentError,
   parsePort,
   resolve,
+  ResolveError,
   serve,
   type ServeOptions,
   type Server,
@@ -673,6 +674,7 @@ Deno.test("faults: bad input to every public function is EINVAL, before any sock
     const connectCases: [ConnectOptions, unknown][] = [
       [{ timeout: -1 }, -1],
       [{ timeout: NaN }, NaN],
+      [{ timeout: 2 ** 31 }, 2 ** 31], // a runtime timer would fire at once
       [{ attemptDelay: -5 }, -5],
       [{ idleTimeout: -1 }, -1],
       [{ family: 5 as 4 }, 5],
@@ -711,6 +713,8 @@ Deno.test("faults: bad input to every public function is EINVAL, before any sock
         size,
       );
     }
+    // A size past any buffer is not an error: recv() reads what there is.
+    assert.equal(await conn.recv(2 ** 40), null);
     for (const data of [5, null, [1, 2]]) {
       await rejectsNaming(() => conn.send(data as unknown as string), data);
       await rejectsNaming(() => conn.sendAll(data as unknown as string), data);
@@ -916,4 +920,67 @@ Deno.test("faults: thousands of random arguments raise nothing but the module's 
   );
   assert.equal([...outcomes.values()].reduce((a, b) => a + b), ROUNDS);
   if (before !== undefined) assert.equal(openDescriptors(), before);
+});
+
+Deno.test("faults: a failing DNS server gives typed resolve errors within the timeout", async (t) => {
+  const TIMEOUT = 300;
+  await using dns = await startDnsServer({
+    records: { "cut.test": { A: ["127.0.0.1"] } },
+    faults: {
+      "servfail.test": "servfail",
+      "refused.test": "refused",
+      "nxdomain.test": "nxdomain",
+      "cut.test": "truncate",
+      "cut-missing.test": "truncate",
+      "silent.test": "silent",
+    },
+  });
+  const options = {
+    nameServer: { ipAddr: dns.hostname, port: dns.port },
+    hostsFile: false as const,
+    timeout: TIMEOUT,
+  };
+  const cases: [string, string][] = [
+    ["servfail.test", "ESERVFAIL"],
+    ["refused.test", "ESERVFAIL"],
+    ["nxdomain.test", "ENOTFOUND"],
+    ["cut-missing.test", "ENOTFOUND"],
+    ["silent.test", "ETIMEDOUT"],
+  ];
+  for (const [name, code] of cases) {
+    await t.step(`${name}: ${code}`, async () => {
+      const lookUps: (() => Promise<unknown>)[] = [
+        () => resolve(name, options),
+        () => gethostbyname(name, options),
+        () => connect(name, 9, options),
+      ];
+      for (const lookUp of lookUps) {
+        const t0 = performance.now();
+        const error = await lookUp().then(
+          () => assert.fail(`${name} resolved`),
+          (error: unknown) => error,
+        );
+        const ms = performance.now() - t0;
+        // connect()'s timeout covers the lookup: a TimeoutError, ETIMEDOUT.
+        const type = lookUp === lookUps[2] && code === "ETIMEDOUT"
+          ? TimeoutError
+          : ResolveError;
+        assert.ok(error instanceof type, String(error));
+        assert.equal(error.code, code, error.message);
+        assert.equal(error.host, name);
+        assert.match(error.message, new RegExp(name.replace(".", "\\.")));
+        // Within the timeout, and a silent server takes all of it.
+        assert.ok(ms < TIMEOUT + 1000, `${ms} ms`);
+        if (code === "ETIMEDOUT") assert.ok(ms >= TIMEOUT - 5, `${ms} ms`);
+      }
+    });
+  }
+  await t.step("a truncated UDP answer is asked again over TCP", async () => {
+    assert.deepEqual(await resolve("cut.test", { ...options, family: 4 }), [
+      { address: "127.0.0.1", family: 4 },
+    ]);
+    assert.ok(
+      dns.queries.some((q) => q.name === "cut.test" && q.transport === "tcp"),
+    );
+  });
 });
