@@ -17,8 +17,8 @@
 
 import {
   connect,
+  gethostbyname,
   parsePort,
-  resolve,
   ResolveError,
   SocketError,
 } from "../mod.ts";
@@ -31,8 +31,8 @@ console.log("Socket successfully created");
 
 let hostIp: string;
 try {
-  // The tutorial connects to the address gethostbyname gives.
-  [{ address: hostIp }] = await resolve(host);
+  // As the tutorial: the host's first IPv4 address.
+  hostIp = await gethostbyname(host);
 } catch (error) {
   if (!(error instanceof ResolveError)) throw error;
   // This means we could not resolve the host.
