@@ -1,0 +1,182 @@
+/**
+ * Child processes for the benchmark harness: start a peer, wait for the
+ * line it prints, stop it, and never leave one running.
+ *
+ * @module
+ */
+
+/** Lines of a child's stdout, read as they come. */
+export class LineReader {
+  readonly #lines: AsyncIterator<string>;
+  readonly seen: string[] = [];
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.#lines = lines(stream)[Symbol.asyncIterator]();
+  }
+
+  /** Waits for a line that matches, up to `ms`; returns its match. */
+  async waitFor(pattern: RegExp, ms = 60_000): Promise<RegExpMatchArray> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no line matching ${pattern} in ${ms} ms`)),
+        ms,
+      );
+    });
+    try {
+      while (true) {
+        const next = await Promise.race([this.#lines.next(), late]);
+        if (next.done) {
+          throw new Error(
+            `output ended before a line matching ${pattern}: ${
+              this.seen.slice(-3).join(" | ")
+            }`,
+          );
+        }
+        this.seen.push(next.value);
+        const match = next.value.match(pattern);
+        if (match) return match;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Reads the rest, so the child never blocks on a full pipe. */
+  async drain(): Promise<void> {
+    while (!(await this.#lines.next()).done) {
+      // Discard.
+    }
+  }
+}
+
+async function* lines(stream: ReadableStream<Uint8Array>) {
+  let rest = "";
+  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+    rest += text;
+    let newline;
+    while ((newline = rest.indexOf("\n")) >= 0) {
+      yield rest.slice(0, newline);
+      rest = rest.slice(newline + 1);
+    }
+  }
+  if (rest) yield rest;
+}
+
+/** A running peer; `stop()` (or `await using`) kills it and waits. */
+export class Peer implements AsyncDisposable {
+  readonly out: LineReader;
+  readonly #child: Deno.ChildProcess;
+  readonly #stderr: Promise<string>;
+  #drained: Promise<void> | undefined;
+  #status: Promise<Deno.CommandStatus>;
+
+  constructor(command: string, args: string[], options: { stdin?: boolean }) {
+    this.#child = new Deno.Command(command, {
+      args,
+      stdin: options.stdin ? "piped" : "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.out = new LineReader(this.#child.stdout);
+    this.#stderr = new Response(this.#child.stderr).text();
+    this.#status = this.#child.status;
+  }
+
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  get stdin(): WritableStream<Uint8Array> {
+    return this.#child.stdin;
+  }
+
+  /** Waits for a line, with the child's stderr in the error if it dies. */
+  async waitFor(pattern: RegExp, ms?: number): Promise<RegExpMatchArray> {
+    try {
+      return await this.out.waitFor(pattern, ms);
+    } catch (error) {
+      const stderr = await Promise.race([
+        this.#stderr,
+        new Promise<string>((resolve) => setTimeout(resolve, 100, "")),
+      ]);
+      throw new Error(
+        `${(error as Error).message}${
+          stderr ? `; stderr: ${stderr.trim()}` : ""
+        }`,
+      );
+    }
+  }
+
+  /** Closes the child's stdin: the peers here take that as "stop". */
+  async closeStdin(): Promise<void> {
+    await this.#child.stdin.close();
+  }
+
+  /** Waits for the child to exit on its own; its stdout is read to the end. */
+  async exited(): Promise<{ code: number; stderr: string }> {
+    this.#drained ??= this.out.drain();
+    await this.#drained;
+    const status = await this.#status;
+    return { code: status.code, stderr: await this.#stderr };
+  }
+
+  /** Kills the child if it still runs, and waits for it. */
+  async stop(): Promise<void> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // Exited already.
+    }
+    try {
+      await this.#child.stdin?.close();
+    } catch {
+      // Not piped, or closed already.
+    }
+    this.#drained ??= this.out.drain().catch(() => {});
+    await this.#drained;
+    await this.#status;
+    await this.#stderr;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+}
+
+/** Runs a command to its end; throws with its stderr when it fails. */
+export async function run(
+  command: string,
+  args: string[],
+): Promise<string> {
+  const output = await new Deno.Command(command, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  if (!output.success) {
+    throw new Error(
+      `${command} ${args.join(" ")} failed (${output.code}): ${
+        decoder.decode(output.stderr).trim()
+      }`,
+    );
+  }
+  return decoder.decode(output.stdout);
+}
+
+/** The path of a program on PATH, or undefined. */
+export async function which(program: string): Promise<string | undefined> {
+  try {
+    const out = await new Deno.Command("sh", {
+      args: ["-c", `command -v "$1"`, "sh", program],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const path = new TextDecoder().decode(out.stdout).trim();
+    return out.success && path ? path : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Deno servers for the side-by-side benchmarks, each bound to 127.0.0.1 on a
+ * port from the system. Prints "listening PORT" once ready.
+ *
+ *   greet serve|raw            the tutorial's greet-and-close server
+ *   hold serve|raw COUNT       holds connections idle; prints "held COUNT"
+ *                              once COUNT are open
+ *   admit BACKLOG BUSY_MS      serve() with `backlog` and one busy handler;
+ *                              prints "stats JSON" when stdin closes
+ *
+ * @module
+ */
+
+import { serve } from "../../mod.ts";
+
+const GREETING = "Thank you for connecting";
+const [kind, mode, arg] = Deno.args;
+
+function listening(port: number): void {
+  console.log(`listening ${port}`);
+}
+
+async function untilStdinCloses(): Promise<void> {
+  for await (const _ of Deno.stdin.readable) {
+    // Read to the end: the harness closes stdin to stop the server.
+  }
+}
+
+async function greetRaw(): Promise<void> {
+  const bytes = new TextEncoder().encode(GREETING);
+  const listener = Deno.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    tcpBacklog: 511,
+  });
+  listening(listener.addr.port);
+  const reply = async (conn: Deno.TcpConn) => {
+    try {
+      let sent = 0;
+      while (sent < bytes.length) {
+        sent += await conn.write(bytes.subarray(sent));
+      }
+    } catch {
+      // The client went away; nothing to do.
+    } finally {
+      conn.close();
+    }
+  };
+  for await (const conn of listener) reply(conn);
+}
+
+async function greetServe(): Promise<void> {
+  const server = serve(
+    { hostname: "127.0.0.1", port: 0, concurrency: 64, onError: () => {} },
+    (conn) => conn.sendAll(GREETING),
+  );
+  listening(server.addr.port);
+  await server.finished;
+}
+
+async function holdRaw(count: number): Promise<void> {
+  const listener = Deno.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    tcpBacklog: 4096,
+  });
+  listening(listener.addr.port);
+  const conns: Deno.TcpConn[] = [];
+  for await (const conn of listener) {
+    conns.push(conn);
+    conn.read(new Uint8Array(1024)).catch(() => {});
+    if (conns.length === count) console.log(`held ${count}`);
+  }
+}
+
+async function holdServe(count: number): Promise<void> {
+  let held = 0;
+  const server = serve(
+    {
+      hostname: "127.0.0.1",
+      port: 0,
+      concurrency: count + 1,
+      kernelBacklog: 4096,
+      onError: () => {},
+      onConnection: () => {
+        if (++held === count) console.log(`held ${count}`);
+      },
+    },
+    async (conn) => {
+      await conn.recv(1024);
+    },
+  );
+  listening(server.addr.port);
+  await server.finished;
+}
+
+async function admit(backlog: number, busyMs: number): Promise<void> {
+  const server = serve(
+    { hostname: "127.0.0.1", port: 0, backlog, onError: () => {} },
+    async (conn, info) => {
+      // Busy: the handler holds the connection before it greets.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, busyMs);
+        info.signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      await conn.sendAll(GREETING);
+    },
+  );
+  listening(server.addr.port);
+  await untilStdinCloses();
+  await server.shutdown();
+  console.log(`stats ${JSON.stringify(server.stats)}`);
+}
+
+if (kind === "greet" && mode === "raw") await greetRaw();
+else if (kind === "greet" && mode === "serve") await greetServe();
+else if (kind === "hold" && mode === "raw") await holdRaw(Number(arg));
+else if (kind === "hold" && mode === "serve") await holdServe(Number(arg));
+else if (kind === "admit") await admit(Number(mode), Number(arg));
+else {
+  console.error("usage: deno_server.ts greet|hold|admit MODE [ARG]");
+  Deno.exit(2);
+}

@@ -1,0 +1,254 @@
+/*
+ * Load generator for the side-by-side benchmarks (loopback only).
+ *
+ *   loadgen greet HOST PORT MILLIS PROCS GREETING
+ *     PROCS processes, each a closed loop: connect, read to end of stream,
+ *     check the whole greeting arrived (a short or wrong read is an error).
+ *     Prints one JSON line: connections, errors, seconds, p50/p99 in µs.
+ *   loadgen hold HOST PORT COUNT
+ *     Opens COUNT connections and keeps them open; prints "ready N" once
+ *     all are connected, then waits for stdin to close.
+ *   loadgen burst HOST PORT COUNT GREETING
+ *     Starts COUNT connections at once (non-blocking, epoll) and times each
+ *     from connect to end of stream; one JSON line: served (got the
+ *     greeting), refused (end of stream without it), errors, p50/p99 of the
+ *     refused ones in µs.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+#define MAX_SAMPLES (1 << 20)
+
+static uint64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static struct sockaddr_in target(const char *host, int port) {
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+    fprintf(stderr, "loadgen: bad IPv4 address %s\n", host);
+    exit(2);
+  }
+  return sa;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return (x > y) - (x < y);
+}
+
+static uint32_t percentile(uint32_t *v, size_t n, double p) {
+  if (n == 0) return 0;
+  size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+  return v[i];
+}
+
+/* Spreads clients over 127.0.0.x sources so TIME_WAIT tuples do not pile up. */
+static int client_socket(int child) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  int one = 1;
+  setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+  struct sockaddr_in src;
+  memset(&src, 0, sizeof src);
+  src.sin_family = AF_INET;
+  src.sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)(10 + child % 200));
+  bind(fd, (struct sockaddr *)&src, sizeof src);
+  return fd;
+}
+
+struct child_result {
+  uint64_t conns, errors, samples;
+};
+
+static int greet(int argc, char **argv) {
+  if (argc != 7) return 2;
+  struct sockaddr_in sa = target(argv[2], atoi(argv[3]));
+  uint64_t millis = strtoull(argv[4], NULL, 10);
+  int procs = atoi(argv[5]);
+  const char *greeting = argv[6];
+  size_t glen = strlen(greeting);
+  size_t per_child = MAX_SAMPLES / (size_t)procs;
+  struct child_result *results = mmap(NULL, sizeof *results * (size_t)procs,
+      PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  uint32_t *samples = mmap(NULL, sizeof(uint32_t) * MAX_SAMPLES,
+      PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (results == MAP_FAILED || samples == MAP_FAILED) return 1;
+  uint64_t start = now_us();
+  uint64_t end = start + millis * 1000u;
+  for (int c = 0; c < procs; c++) {
+    pid_t pid = fork();
+    if (pid < 0) return 1;
+    if (pid > 0) continue;
+    struct child_result r = {0, 0, 0};
+    uint32_t *mine = samples + (size_t)c * per_child;
+    char buf[4096];
+    while (now_us() < end) {
+      uint64_t t0 = now_us();
+      int fd = client_socket(c);
+      if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        r.errors++;
+        if (fd >= 0) close(fd);
+        continue;
+      }
+      size_t got = 0;
+      int bad = 0;
+      for (;;) {
+        ssize_t n = read(fd, buf + (got < sizeof buf ? got : 0),
+                         got < sizeof buf ? sizeof buf - got : sizeof buf);
+        if (n == 0) break;
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          bad = 1;
+          break;
+        }
+        got += (size_t)n;
+      }
+      close(fd);
+      if (bad || got != glen || memcmp(buf, greeting, glen) != 0) {
+        r.errors++;
+        continue;
+      }
+      r.conns++;
+      if (r.samples < per_child) mine[r.samples++] = (uint32_t)(now_us() - t0);
+    }
+    results[c] = r;
+    _exit(0);
+  }
+  for (int c = 0; c < procs; c++) wait(NULL);
+  double seconds = (double)(now_us() - start) / 1e6;
+  uint64_t conns = 0, errors = 0;
+  size_t n = 0;
+  for (int c = 0; c < procs; c++) {
+    conns += results[c].conns;
+    errors += results[c].errors;
+    memmove(samples + n, samples + (size_t)c * per_child,
+            sizeof(uint32_t) * results[c].samples);
+    n += results[c].samples;
+  }
+  qsort(samples, n, sizeof *samples, cmp_u32);
+  printf("{\"connections\":%llu,\"errors\":%llu,\"seconds\":%.4f,"
+         "\"p50\":%u,\"p99\":%u}\n",
+         (unsigned long long)conns, (unsigned long long)errors, seconds,
+         percentile(samples, n, 0.50), percentile(samples, n, 0.99));
+  return 0;
+}
+
+static int hold(int argc, char **argv) {
+  if (argc != 5) return 2;
+  struct sockaddr_in sa = target(argv[2], atoi(argv[3]));
+  int count = atoi(argv[4]);
+  for (int i = 0; i < count; i++) {
+    int fd = client_socket(i);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+      fprintf(stderr, "loadgen hold: connection %d: %s\n", i, strerror(errno));
+      return 1;
+    }
+  }
+  printf("ready %d\n", count);
+  fflush(stdout);
+  char c;
+  while (read(0, &c, 1) > 0) {
+  }
+  return 0;
+}
+
+struct burst_conn {
+  int fd;
+  uint64_t t0;
+  size_t got;
+  char buf[256];
+};
+
+static int burst(int argc, char **argv) {
+  if (argc != 6) return 2;
+  struct sockaddr_in sa = target(argv[2], atoi(argv[3]));
+  int count = atoi(argv[4]);
+  const char *greeting = argv[5];
+  size_t glen = strlen(greeting);
+  struct burst_conn *conns = calloc((size_t)count, sizeof *conns);
+  uint32_t *refused_us = calloc((size_t)count, sizeof *refused_us);
+  int ep = epoll_create1(0);
+  if (!conns || !refused_us || ep < 0) return 1;
+  for (int i = 0; i < count; i++) {
+    int fd = client_socket(i);
+    if (fd < 0) return 1;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    conns[i].fd = fd;
+    conns[i].t0 = now_us();
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 &&
+        errno != EINPROGRESS) {
+      fprintf(stderr, "loadgen burst: connect: %s\n", strerror(errno));
+      return 1;
+    }
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u32 = (uint32_t)i};
+    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  }
+  int open_left = count, served = 0, refused = 0, errors = 0;
+  struct epoll_event events[256];
+  while (open_left > 0) {
+    int n = epoll_wait(ep, events, 256, 30000);
+    if (n <= 0) break;
+    for (int e = 0; e < n; e++) {
+      struct burst_conn *c = &conns[events[e].data.u32];
+      if (c->fd < 0) continue;
+      ssize_t r;
+      int done = 0, failed = 0;
+      while ((r = read(c->fd, c->buf + c->got, sizeof c->buf - c->got - 1)) > 0) {
+        c->got += (size_t)r;
+        if (c->got >= sizeof c->buf - 1) c->got = 0;
+      }
+      if (r == 0) done = 1;
+      else if (errno != EAGAIN) done = failed = 1;
+      if (!done) continue;
+      uint32_t us = (uint32_t)(now_us() - c->t0);
+      if (failed && errno != ECONNRESET) errors++;
+      else if (!failed && c->got == glen && memcmp(c->buf, greeting, glen) == 0)
+        served++;
+      else refused_us[refused++] = us;
+      close(c->fd);
+      c->fd = -1;
+      open_left--;
+    }
+  }
+  errors += open_left;
+  qsort(refused_us, (size_t)refused, sizeof *refused_us, cmp_u32);
+  printf("{\"attempted\":%d,\"served\":%d,\"refused\":%d,\"errors\":%d,"
+         "\"p50\":%u,\"p99\":%u}\n",
+         count, served, refused, errors,
+         percentile(refused_us, (size_t)refused, 0.50),
+         percentile(refused_us, (size_t)refused, 0.99));
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  int rc = 2;
+  if (argc > 1 && strcmp(argv[1], "greet") == 0) rc = greet(argc, argv);
+  else if (argc > 1 && strcmp(argv[1], "hold") == 0) rc = hold(argc, argv);
+  else if (argc > 1 && strcmp(argv[1], "burst") == 0) rc = burst(argc, argv);
+  if (rc == 2) fprintf(stderr, "usage: loadgen greet|hold|burst HOST PORT ...\n");
+  return rc;
+}

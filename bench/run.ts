@@ -1,0 +1,828 @@
+/**
+ * The side-by-side benchmarks: the module against raw Deno, Node, Python,
+ * C and the kernel, each as a ratio against its baseline in the same run.
+ *
+ *   deno run -A bench/run.ts [--quick] [--out DIR]
+ *
+ * Writes DIR/latest.md (the table) and DIR/latest.svg (the ratios as a bar
+ * chart), DIR defaulting to bench/results, and prints the table.
+ * Everything runs on loopback, on ports from the system.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { markdown, type Row, svg } from "./lib/report.ts";
+import { Peer, run, which } from "./lib/process.ts";
+
+const GREETING = "Thank you for connecting";
+const HERE = fileURLToPath(new URL(".", import.meta.url));
+const ROOT = join(HERE, "..");
+const PEERS = join(HERE, "peers");
+const DENO = Deno.execPath();
+const GIB = 1024 ** 3;
+const MIB = 1024 ** 2;
+
+interface Settings {
+  quick: boolean;
+  out: string;
+  /** Rounds per measure; the median round is reported. */
+  rounds: number;
+  greetMillis: number;
+  loadProcs: number;
+  bulkBytes: number;
+  holdCount: number;
+  pipeBytes: number;
+  burstCount: number;
+  busyMillis: number;
+}
+
+function settings(args: string[]): Settings {
+  let quick = false;
+  let out = join(HERE, "results");
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--quick") quick = true;
+    else if (args[i] === "--out" && args[i + 1]) out = args[++i];
+    else if (args[i].startsWith("--out=")) out = args[i].slice(6);
+    else {
+      console.error(`usage: deno run -A bench/run.ts [--quick] [--out DIR]`);
+      Deno.exit(2);
+    }
+  }
+  return quick
+    ? {
+      quick,
+      out,
+      rounds: 1,
+      greetMillis: 250,
+      loadProcs: 2,
+      bulkBytes: 64 * MIB,
+      holdCount: 200,
+      pipeBytes: 32 * MIB,
+      burstCount: 100,
+      busyMillis: 100,
+    }
+    : {
+      quick,
+      out,
+      rounds: 3,
+      greetMillis: 2000,
+      loadProcs: 4,
+      bulkBytes: 2 * GIB,
+      holdCount: 10_000,
+      pipeBytes: GIB,
+      burstCount: 1000,
+      busyMillis: 300,
+    };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** "median (min–max)" of the rounds, for the note. */
+function spread(values: number[], digits = 2): string {
+  if (values.length < 2) return "";
+  return `rounds ${values.map((v) => v.toFixed(digits)).join(", ")}`;
+}
+
+function int(n: number): string {
+  return Math.round(n).toLocaleString("en-US");
+}
+
+function ms(us: number): string {
+  return `${(us / 1000).toFixed(2)} ms`;
+}
+
+function gibps(bytes: number, seconds: number): number {
+  return bytes / seconds / GIB;
+}
+
+/** The tools the rows need, found or not, with the reason when not. */
+interface Tools {
+  cc?: string;
+  node?: string;
+  python?: string;
+  iperf3?: string;
+  nc?: string;
+  socat?: string;
+  bin?: { loadgen: string; greet: string; bulk: string };
+  ccError?: string;
+  telnet?: boolean;
+  telnetReason?: string;
+}
+
+async function findTools(tmp: string): Promise<Tools> {
+  const tools: Tools = {
+    cc: await which("cc"),
+    node: await which("node"),
+    python: await which("python3"),
+    iperf3: await which("iperf3"),
+    nc: await which("nc"),
+    socat: await which("socat"),
+  };
+  if (tools.cc) {
+    try {
+      const bin = {
+        loadgen: join(tmp, "loadgen"),
+        greet: join(tmp, "greet_server"),
+        bulk: join(tmp, "bulk"),
+      };
+      for (const [name, path] of Object.entries(bin)) {
+        const source = join(
+          PEERS,
+          name === "greet" ? "greet_server.c" : `${name}.c`,
+        );
+        await run(tools.cc, ["-O2", "-o", path, source]);
+      }
+      tools.bin = bin;
+    } catch (error) {
+      tools.ccError = (error as Error).message.split("\n")[0];
+    }
+  }
+  try {
+    const help = await new Deno.Command(DENO, {
+      args: ["run", "-A", join(ROOT, "cli.ts"), "telnet", "--help"],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    tools.telnet = help.success;
+    if (!help.success) {
+      tools.telnetReason =
+        "`cli.ts telnet --help` fails: no telnet command yet";
+    }
+  } catch (error) {
+    tools.telnet = false;
+    tools.telnetReason = `cli.ts telnet: ${(error as Error).message}`;
+  }
+  return tools;
+}
+
+function noCompiler(tools: Tools): string {
+  return tools.cc
+    ? `cc failed: ${tools.ccError}`
+    : "no C compiler (cc) for the load generator and peers";
+}
+
+function denoServer(args: string[]): [string, string[]] {
+  return [DENO, ["run", "-A", join(PEERS, "deno_server.ts"), ...args]];
+}
+
+/** Runs a command with the descriptor limit raised to the hard limit. */
+function withFdLimit(command: string, args: string[]): [string, string[]] {
+  return [
+    "sh",
+    [
+      "-c",
+      'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"',
+      "sh",
+      command,
+      ...args,
+    ],
+  ];
+}
+
+async function listening(peer: Peer): Promise<number> {
+  const [, port] = await peer.waitFor(/^listening (\d+)$/);
+  return Number(port);
+}
+
+// 1. Accept rate -----------------------------------------------------------
+
+interface GreetResult {
+  rate: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+async function greetOnce(
+  s: Settings,
+  tools: Tools,
+  [command, args]: [string, string[]],
+): Promise<GreetResult> {
+  await using server = new Peer(command, args, {});
+  const port = await listening(server);
+  const out = await run(tools.bin!.loadgen, [
+    "greet",
+    "127.0.0.1",
+    String(port),
+    String(s.greetMillis),
+    String(s.loadProcs),
+    GREETING,
+  ]);
+  const r = JSON.parse(out);
+  return {
+    rate: r.connections / r.seconds,
+    p50: r.p50,
+    p99: r.p99,
+    errors: r.errors,
+  };
+}
+
+async function acceptRate(s: Settings, tools: Tools): Promise<Row[]> {
+  const servers: {
+    id: string;
+    name: string;
+    command?: [string, string[]];
+    skipped?: string;
+  }[] = [
+    { id: "", name: "serve()", command: denoServer(["greet", "serve"]) },
+    {
+      id: "1a",
+      name: "raw Deno.listen loop",
+      command: denoServer(["greet", "raw"]),
+    },
+    tools.node
+      ? {
+        id: "1b",
+        name: "Node net.createServer",
+        command: [tools.node, [join(PEERS, "node_server.mjs"), "greet"]],
+      }
+      : { id: "1b", name: "Node net.createServer", skipped: "node not found" },
+    tools.python
+      ? {
+        id: "1c",
+        name: "the tutorial's Python server",
+        command: [tools.python, [join(PEERS, "greet_server.py"), GREETING]],
+      }
+      : {
+        id: "1c",
+        name: "the tutorial's Python server",
+        skipped: "python3 not found",
+      },
+    tools.bin
+      ? {
+        id: "1d",
+        name: "C accept loop",
+        command: [tools.bin.greet, [GREETING]],
+      }
+      : { id: "1d", name: "C accept loop", skipped: noCompiler(tools) },
+  ];
+  if (!tools.bin) {
+    return servers.slice(1).map((b) => ({
+      id: b.id,
+      measure: `Accept rate: serve() vs ${b.name}`,
+      skipped: noCompiler(tools),
+    }));
+  }
+  const results = new Map<string, GreetResult[]>();
+  for (let round = 0; round < s.rounds; round++) {
+    for (const server of servers) {
+      if (!server.command) continue;
+      const r = await greetOnce(s, tools, server.command);
+      results.set(server.name, [...(results.get(server.name) ?? []), r]);
+    }
+  }
+  const summary = (name: string) => {
+    const rs = results.get(name)!;
+    const rate = median(rs.map((r) => r.rate));
+    return {
+      rate,
+      rates: rs.map((r) => r.rate),
+      text: `${int(rate)} conn/s, p50 ${
+        ms(median(rs.map((r) => r.p50)))
+      }, p99 ${ms(median(rs.map((r) => r.p99)))}, ${
+        rs.reduce((a, r) => a + r.errors, 0)
+      } errors`,
+    };
+  };
+  const mine = summary("serve()");
+  return servers.slice(1).map((b): Row => {
+    const measure = `Accept rate: serve() vs ${b.name}`;
+    if (b.skipped) return { id: b.id, measure, skipped: b.skipped };
+    const theirs = summary(b.name);
+    const ratios = mine.rates.map((r, i) => r / theirs.rates[i]);
+    return {
+      id: b.id,
+      measure,
+      figure: mine.text,
+      baseline: theirs.text,
+      ratio: mine.rate / theirs.rate,
+      target: b.id === "1a" ? 0.97 : undefined,
+      note: [
+        `${s.loadProcs} closed-loop C clients, ${s.greetMillis} ms a round`,
+        spread(ratios),
+      ].filter(Boolean).join("; "),
+    };
+  });
+}
+
+// 2. Bulk transfer ---------------------------------------------------------
+
+function parseBytesSeconds(out: string): { bytes: number; seconds: number } {
+  const match = out.match(/bytes (\d+) seconds ([\d.]+)/);
+  if (!match) throw new Error(`no "bytes N seconds S" in: ${out.trim()}`);
+  return { bytes: Number(match[1]), seconds: Number(match[2]) };
+}
+
+async function bulkOnce(
+  s: Settings,
+  tools: Tools,
+  direction: "send" | "recv",
+  mode: "module" | "raw" | "c",
+): Promise<number> {
+  const peerArgs = direction === "send"
+    ? ["sink"]
+    : ["source", String(s.bulkBytes)];
+  await using peer = new Peer(tools.bin!.bulk, peerArgs, {});
+  const port = String(await listening(peer));
+  const out = mode === "c"
+    ? await run(
+      tools.bin!.bulk,
+      direction === "send"
+        ? ["send", port, String(s.bulkBytes)]
+        : ["recv", port],
+    )
+    : await run(DENO, [
+      "run",
+      "-A",
+      join(PEERS, "deno_bulk.ts"),
+      direction,
+      mode,
+      port,
+      ...(direction === "send" ? [String(s.bulkBytes)] : []),
+    ]);
+  const { bytes, seconds } = parseBytesSeconds(out);
+  if (bytes !== s.bulkBytes) {
+    throw new Error(
+      `${mode} ${direction}: moved ${bytes} of ${s.bulkBytes} bytes`,
+    );
+  }
+  await peer.exited();
+  return gibps(bytes, seconds);
+}
+
+function freePort(): number {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return listener.addr.port;
+}
+
+async function iperfOnce(
+  s: Settings,
+  tools: Tools,
+  direction: "send" | "recv",
+): Promise<number> {
+  const port = String(freePort());
+  await using server = new Peer(
+    tools.iperf3!,
+    ["-s", "-1", "--forceflush", "-B", "127.0.0.1", "-p", port],
+    {},
+  );
+  await server.waitFor(/Server listening on/);
+  const out = await run(tools.iperf3!, [
+    "-c",
+    "127.0.0.1",
+    "-p",
+    port,
+    "-n",
+    String(s.bulkBytes),
+    "-l",
+    String(MIB),
+    "-J",
+    ...(direction === "recv" ? ["-R"] : []),
+  ]);
+  await server.exited();
+  const bits = JSON.parse(out).end.sum_received.bits_per_second;
+  return bits / 8 / GIB;
+}
+
+async function bulk(s: Settings, tools: Tools): Promise<Row[]> {
+  const size = s.bulkBytes >= GIB
+    ? `${s.bulkBytes / GIB} GiB`
+    : `${s.bulkBytes / MIB} MiB`;
+  const rows: Row[] = [];
+  const measures = [
+    {
+      id: "2a",
+      measure: "Bulk send: sendAll vs raw TcpConn.write loop",
+      dir: "send",
+    },
+    {
+      id: "2b",
+      measure: "Bulk receive: recv vs raw TcpConn.read loop",
+      dir: "recv",
+    },
+  ] as const;
+  if (!tools.bin) {
+    for (const m of measures) rows.push({ ...m, skipped: noCompiler(tools) });
+    rows.push(
+      {
+        id: "2c",
+        measure: "Bulk send: sendAll vs the kernel",
+        skipped: noCompiler(tools),
+      },
+      {
+        id: "2d",
+        measure: "Bulk receive: recv vs the kernel",
+        skipped: noCompiler(tools),
+      },
+    );
+    return rows;
+  }
+  const kernel = tools.iperf3 ? "iperf3" : "C pair, 1 MiB buffers";
+  const figures: Record<string, number[]> = {};
+  const add = (key: string, v: number) => (figures[key] ??= []).push(v);
+  for (let round = 0; round < s.rounds; round++) {
+    for (const dir of ["send", "recv"] as const) {
+      add(`${dir} module`, await bulkOnce(s, tools, dir, "module"));
+      add(`${dir} raw`, await bulkOnce(s, tools, dir, "raw"));
+      add(
+        `${dir} kernel`,
+        tools.iperf3
+          ? await iperfOnce(s, tools, dir)
+          : await bulkOnce(s, tools, dir, "c"),
+      );
+    }
+  }
+  const gib = (v: number) => `${v.toFixed(2)} GiB/s`;
+  for (const m of measures) {
+    const mine = figures[`${m.dir} module`];
+    const raw = figures[`${m.dir} raw`];
+    const k = figures[`${m.dir} kernel`];
+    rows.push({
+      id: m.id,
+      measure: m.measure,
+      figure: gib(median(mine)),
+      baseline: gib(median(raw)),
+      ratio: median(mine) / median(raw),
+      target: 0.95,
+      note: [
+        `${size} each way, 1 MiB chunks, C peer`,
+        spread(mine.map((v, i) => v / raw[i])),
+      ].filter(Boolean).join("; "),
+    });
+    rows.push({
+      id: m.id === "2a" ? "2c" : "2d",
+      measure: `Bulk ${
+        m.dir === "send" ? "send: sendAll" : "receive: recv"
+      } vs the kernel (${kernel})`,
+      figure: gib(median(mine)),
+      baseline: gib(median(k)),
+      ratio: median(mine) / median(k),
+      note: `kernel figure from ${kernel}, same ${size}`,
+    });
+  }
+  return rows.sort((a, b) => a.id.localeCompare(b.id));
+}
+
+// 3. Many connections ------------------------------------------------------
+
+async function rssKiB(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const match = status.match(/VmRSS:\s+(\d+) kB/);
+  if (!match) throw new Error(`no VmRSS for process ${pid}`);
+  return Number(match[1]);
+}
+
+async function holdOnce(
+  s: Settings,
+  tools: Tools,
+  [command, args]: [string, string[]],
+): Promise<number> {
+  await using server = new Peer(...withFdLimit(command, args), {});
+  const port = await listening(server);
+  const idle = await rssKiB(server.pid);
+  await using clients = new Peer(
+    ...withFdLimit(tools.bin!.loadgen, [
+      "hold",
+      "127.0.0.1",
+      String(port),
+      String(s.holdCount),
+    ]),
+    { stdin: true },
+  );
+  await clients.waitFor(/^ready \d+$/);
+  await server.waitFor(/^held \d+$/);
+  const held = await rssKiB(server.pid);
+  await clients.closeStdin();
+  await clients.exited();
+  return (held - idle) / s.holdCount;
+}
+
+async function manyConnections(s: Settings, tools: Tools): Promise<Row[]> {
+  const measures = [
+    { id: "3a", name: "raw Deno.listen loop" },
+    { id: "3b", name: "Node net.createServer" },
+  ];
+  const reason = Deno.build.os !== "linux"
+    ? "reads resident memory from /proc (Linux only)"
+    : !tools.bin
+    ? noCompiler(tools)
+    : undefined;
+  if (reason) {
+    return measures.map((m) => ({
+      id: m.id,
+      measure: `Memory per idle connection: serve() vs ${m.name}`,
+      skipped: reason,
+    }));
+  }
+  const count = String(s.holdCount);
+  const mine: number[] = [];
+  const raw: number[] = [];
+  const node: number[] = [];
+  for (let round = 0; round < Math.min(s.rounds, 2); round++) {
+    mine.push(await holdOnce(s, tools, denoServer(["hold", "serve", count])));
+    raw.push(await holdOnce(s, tools, denoServer(["hold", "raw", count])));
+    if (tools.node) {
+      node.push(
+        await holdOnce(s, tools, [tools.node, [
+          join(PEERS, "node_server.mjs"),
+          "hold",
+          count,
+        ]]),
+      );
+    }
+  }
+  const kib = (v: number) => `${v.toFixed(2)} KiB/conn`;
+  const note = `${
+    int(s.holdCount)
+  } connections held open, resident memory (VmRSS) growth`;
+  const rows: Row[] = [{
+    id: "3a",
+    measure: "Memory per idle connection: serve() vs raw Deno.listen loop",
+    figure: kib(median(mine)),
+    baseline: kib(median(raw)),
+    ratio: median(mine) / median(raw),
+    lowerIsBetter: true,
+    note: [note, spread(mine.map((v, i) => v / raw[i]))].filter(Boolean)
+      .join("; "),
+  }];
+  rows.push(
+    tools.node
+      ? {
+        id: "3b",
+        measure: "Memory per idle connection: serve() vs Node net.createServer",
+        figure: kib(median(mine)),
+        baseline: kib(median(node)),
+        ratio: median(mine) / median(node),
+        lowerIsBetter: true,
+        note,
+      }
+      : {
+        id: "3b",
+        measure: "Memory per idle connection: serve() vs Node net.createServer",
+        skipped: "node not found",
+      },
+  );
+  return rows;
+}
+
+// 4. The CLI as a pipe -----------------------------------------------------
+
+/** Pipes `head -c BYTES /dev/zero` through `client` to a C sink or echo. */
+async function pipeOnce(
+  s: Settings,
+  tools: Tools,
+  mode: "sink" | "echo",
+  client: (port: number) => string,
+): Promise<number> {
+  await using peer = new Peer(tools.bin!.bulk, [mode], {});
+  const port = await listening(peer);
+  await run("sh", [
+    "-c",
+    `head -c ${s.pipeBytes} /dev/zero | ${client(port)} > /dev/null`,
+  ]);
+  const done = await peer.waitFor(/^bytes (\d+) seconds ([\d.]+)$/);
+  const { bytes, seconds } = parseBytesSeconds(done[0]);
+  if (bytes !== s.pipeBytes) {
+    throw new Error(`${mode}: moved ${bytes} of ${s.pipeBytes} bytes`);
+  }
+  await peer.exited();
+  return gibps(bytes, seconds);
+}
+
+/** `head -c BYTES /dev/zero | cat`: what the pipe alone allows. */
+async function pipeBound(s: Settings): Promise<number> {
+  const start = performance.now();
+  await run("sh", ["-c", `head -c ${s.pipeBytes} /dev/zero | cat > /dev/null`]);
+  return gibps(s.pipeBytes, (performance.now() - start) / 1000);
+}
+
+async function cliPipe(s: Settings, tools: Tools): Promise<Row[]> {
+  const ids = [
+    ["4a", "CLI pipe, stdin → socket: cli.ts telnet vs nc"],
+    ["4b", "CLI pipe, stdin → socket: cli.ts telnet vs socat"],
+    ["4c", "CLI pipe, stdin → echo → stdout: cli.ts telnet vs nc"],
+    ["4d", "The pipe alone (head | cat) vs nc, stdin → socket"],
+  ];
+  const reason = !tools.telnet
+    ? tools.telnetReason
+    : !tools.bin
+    ? noCompiler(tools)
+    : undefined;
+  if (reason) {
+    return ids.map(([id, measure]) => ({ id, measure, skipped: reason }));
+  }
+  const telnet = (port: number) =>
+    `"${DENO}" run -A "${
+      join(ROOT, "cli.ts")
+    }" telnet 127.0.0.1 ${port} 2>/dev/null`;
+  const nc = (port: number) => `nc -N 127.0.0.1 ${port}`;
+  const socat = (port: number) => `socat -u STDIN TCP:127.0.0.1:${port}`;
+  const f: Record<string, number[]> = {};
+  const add = (key: string, v: number) => (f[key] ??= []).push(v);
+  for (let round = 0; round < s.rounds; round++) {
+    add("telnet", await pipeOnce(s, tools, "sink", telnet));
+    if (tools.nc) add("nc", await pipeOnce(s, tools, "sink", nc));
+    if (tools.socat) add("socat", await pipeOnce(s, tools, "sink", socat));
+    add("telnet echo", await pipeOnce(s, tools, "echo", telnet));
+    if (tools.nc) add("nc echo", await pipeOnce(s, tools, "echo", nc));
+    add("cat", await pipeBound(s));
+  }
+  const size = s.pipeBytes >= GIB
+    ? `${s.pipeBytes / GIB} GiB`
+    : `${s.pipeBytes / MIB} MiB`;
+  const gib = (v: number) => `${v.toFixed(2)} GiB/s`;
+  const row = (
+    id: string,
+    measure: string,
+    mine: string,
+    theirs: string,
+    missing: string | undefined,
+    target?: number,
+    extra = "",
+  ): Row => {
+    if (missing) return { id, measure, skipped: missing };
+    const a = f[mine];
+    const b = f[theirs];
+    return {
+      id,
+      measure,
+      figure: gib(median(a)),
+      baseline: gib(median(b)),
+      ratio: median(a) / median(b),
+      target,
+      note: [
+        `${size} of zeros from head -c${extra}`,
+        spread(a.map((v, i) => v / b[i])),
+      ]
+        .filter(Boolean).join("; "),
+    };
+  };
+  return [
+    row(
+      ids[0][0],
+      ids[0][1],
+      "telnet",
+      "nc",
+      tools.nc ? undefined : "nc not found",
+      1.0,
+    ),
+    row(
+      ids[1][0],
+      ids[1][1],
+      "telnet",
+      "socat",
+      tools.socat ? undefined : "socat not found",
+    ),
+    row(
+      ids[2][0],
+      ids[2][1],
+      "telnet echo",
+      "nc echo",
+      tools.nc ? undefined : "nc not found",
+    ),
+    row(
+      ids[3][0],
+      ids[3][1],
+      "cat",
+      "nc",
+      tools.nc ? undefined : "nc not found",
+      undefined,
+      "; wall time of the whole pipeline",
+    ),
+  ];
+}
+
+// 5. Admission under overload ----------------------------------------------
+
+async function admission(s: Settings, tools: Tools): Promise<Row[]> {
+  const measure = `Admission: backlog 5, busy handler, ${
+    int(s.burstCount)
+  } clients at once`;
+  if (!tools.bin) return [{ id: "5", measure, skipped: noCompiler(tools) }];
+  await using server = new Peer(
+    ...denoServer(["admit", "5", String(s.busyMillis)]),
+    { stdin: true },
+  );
+  const port = await listening(server);
+  const out = await run(tools.bin.loadgen, [
+    "burst",
+    "127.0.0.1",
+    String(port),
+    String(s.burstCount),
+    GREETING,
+  ]);
+  const r = JSON.parse(out);
+  await server.closeStdin();
+  const [, statsText] = await server.waitFor(/^stats (.*)$/);
+  const stats = JSON.parse(statsText);
+  await server.exited();
+  const balanced = r.served + r.refused === r.attempted && r.errors === 0;
+  const serverBalanced = stats.accepted === stats.served + stats.refused;
+  const note = `served + refused = attempted: ${
+    balanced ? "yes" : "NO"
+  } (${r.served} + ${r.refused} = ${r.attempted}, ${r.errors} errors); server counts ${stats.accepted} accepted = ${stats.served} served + ${stats.refused} refused: ${
+    serverBalanced ? "yes" : "NO"
+  }; handler busy ${s.busyMillis} ms`;
+  return [{
+    id: "5",
+    measure,
+    figure: `refused clients told in p50 ${ms(r.p50)}, p99 ${ms(r.p99)}`,
+    baseline:
+      `kernel listen(5) alone: no answer, SYN retried from 1 s until timeout`,
+    note,
+    ...(balanced && serverBalanced
+      ? {}
+      : { error: `counts do not add up: ${note}` }),
+  }];
+}
+
+// The run -------------------------------------------------------------------
+
+async function machine(tools: Tools, s: Settings): Promise<string[]> {
+  const cpu = await Deno.readTextFile("/proc/cpuinfo")
+    .then((t) => t.match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown")
+    .catch(() => "unknown");
+  const version = async (cmd: string | undefined, args: string[]) =>
+    cmd
+      ? (await run(cmd, args).catch(() => "?")).split("\n")[0].trim()
+      : "not found";
+  return [
+    `${Deno.build.os} ${Deno.osRelease()} ${Deno.build.arch}, ${navigator.hardwareConcurrency} cores (${cpu}), load average ${
+      Deno.loadavg().map((v) => v.toFixed(2)).join(" ")
+    } at the start`,
+    `Deno ${Deno.version.deno} (V8 ${Deno.version.v8}); Node ${await version(
+      tools.node,
+      ["--version"],
+    )}; ${await version(tools.python, ["--version"])}; cc ${await version(
+      tools.cc,
+      ["-dumpversion"],
+    )}; ${await version(tools.iperf3, ["--version"])}`,
+    `mode: ${
+      s.quick ? "quick (smoke test: figures mean little)" : "full"
+    }, ${s.rounds} round(s) per measure, the median round reported`,
+  ];
+}
+
+async function main(): Promise<void> {
+  const s = settings(Deno.args);
+  const started = performance.now();
+  const tmp = await Deno.makeTempDir({ prefix: "socket-bench-" });
+  const rows: Row[] = [];
+  let lines: string[] = [];
+  try {
+    const tools = await findTools(tmp);
+    lines = await machine(tools, s);
+    const sections: [string, (s: Settings, t: Tools) => Promise<Row[]>][] = [
+      ["1", acceptRate],
+      ["2", bulk],
+      ["3", manyConnections],
+      ["4", cliPipe],
+      ["5", admission],
+    ];
+    for (const [id, section] of sections) {
+      const t0 = performance.now();
+      try {
+        rows.push(...await section(s, tools));
+      } catch (error) {
+        rows.push({
+          id,
+          measure: `section ${id}`,
+          error: (error as Error).message.split("\n")[0],
+        });
+      }
+      console.error(
+        `section ${id} done in ${
+          ((performance.now() - t0) / 1000).toFixed(1)
+        } s`,
+      );
+    }
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+  const total = (performance.now() - started) / 1000;
+  lines.push(
+    `whole run: ${total.toFixed(1)} s; load average ${
+      Deno.loadavg().map((v) => v.toFixed(2)).join(" ")
+    } at the end; ${new Date().toISOString()}`,
+  );
+  const title = "Benchmarks: the module against its baselines, same run";
+  const table = markdown(rows, { lines }, title);
+  await Deno.mkdir(s.out, { recursive: true });
+  await Deno.writeTextFile(join(s.out, "latest.md"), table);
+  await Deno.writeTextFile(join(s.out, "latest.svg"), svg(rows, title));
+  await Deno.writeTextFile(
+    join(s.out, "latest.json"),
+    JSON.stringify({ rows, machine: lines }, null, 2) + "\n",
+  );
+  console.log(table);
+  if (rows.some((r) => r.error)) Deno.exitCode = 1;
+}
+
+if (import.meta.main) await main();
