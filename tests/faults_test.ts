@@ -74,7 +74,9 @@ Deno.test({
     try {
       const resets = await resetClients(server.addr.port, 5);
       assert.equal(resets.length, 5);
-      for (const got of resets) assert.ok(got > 0 && got < payload.length);
+      for (const { bytes } of resets) {
+        assert.ok(bytes > 0 && bytes < payload.length);
+      }
 
       // A Deno client that aborts right after connecting, unread data or not.
       for (let i = 0; i < 5; i++) {
