@@ -19,6 +19,7 @@ import {
   ResolveError,
   type SocketError,
 } from "./errors.ts";
+import { queryDns } from "./dns.ts";
 import {
   checkDuration,
   checkOptions,
@@ -271,15 +272,17 @@ async function lookUpDns(
         `no answer from DNS in ${query.timeout} ms`,
       ),
   );
-  const options = { nameServer: query.nameServer, signal: deadline.signal };
   const types = query.family === 4
     ? ["A" as const]
     : query.family === 6
     ? ["AAAA" as const]
     : ["AAAA" as const, "A" as const];
+  const ask = query.nameServer
+    ? askNameServer(query.nameServer, deadline.signal)
+    : askSystem(deadline.signal);
   try {
     const results = await Promise.allSettled(
-      types.map((type) => Deno.resolveDns(name, type, options)),
+      types.map((type) => ask(name, type)),
     );
     const addresses: IpAddress[] = [];
     results.forEach((result, i) => {
@@ -291,18 +294,60 @@ async function lookUpDns(
     if (deadline.signal?.aborted) {
       throw abortError(deadline.signal, `resolve ${host}`, { host });
     }
-    const failures = results.map((r) =>
-      r.status === "rejected" ? r.reason : undefined
-    );
-    throw dnsError(host, failures);
+    throw dnsError(host, results);
   } finally {
     deadline.clear();
   }
 }
 
-/** The error for a name that got no address; `failures` are per query. */
-function dnsError(host: string, failures: unknown[]): SocketError {
-  const errors = failures.filter((e) => e !== undefined);
+type Ask = (name: string, type: "A" | "AAAA") => Promise<string[]>;
+
+/** What a name server said, when it did not give addresses. */
+class DnsRcode extends Error {
+  constructor(readonly rcode: number) {
+    super(`DNS response code ${rcode}`);
+  }
+}
+
+/**
+ * Asks the given server directly, keeping its response code: Deno's
+ * resolver reports "no such name" and "server failure" alike.
+ */
+function askNameServer(
+  server: NameServer,
+  signal: AbortSignal | undefined,
+): Ask {
+  return async (name, type) => {
+    const answer = await queryDns(name, type, {
+      server: { ipAddr: server.ipAddr, port: server.port ?? 53 },
+      signal,
+    });
+    if (answer.rcode !== 0) throw new DnsRcode(answer.rcode);
+    return answer.addresses;
+  };
+}
+
+/** Asks the system's resolver (`/etc/resolv.conf`) through Deno. */
+function askSystem(signal: AbortSignal | undefined): Ask {
+  return (name, type) => Deno.resolveDns(name, type, { signal });
+}
+
+const NXDOMAIN = 3;
+const RCODE_REASONS: Record<number, string> = {
+  1: "the name server could not read the query",
+  2: "the name server failed",
+  4: "the name server does not support the query",
+  5: "the name server refused the query",
+};
+
+/** The error for a name that got no address, from each query's outcome. */
+function dnsError(
+  host: string,
+  results: PromiseSettledResult<string[]>[],
+): SocketError {
+  const errors = results.flatMap((r) =>
+    r.status === "rejected" ? [r.reason] : []
+  );
   const denied = errors.find((e) => e instanceof Deno.errors.NotCapable);
   if (denied) {
     return new PermissionDeniedError(
@@ -310,13 +355,22 @@ function dnsError(host: string, failures: unknown[]): SocketError {
       { host, cause: denied },
     );
   }
-  const failed = errors.find((e) => !(e instanceof Deno.errors.NotFound));
+  const failed = errors.find((e) =>
+    !(e instanceof Deno.errors.NotFound) &&
+    !(e instanceof DnsRcode && e.rcode === NXDOMAIN)
+  );
+  if (failed instanceof DnsRcode) {
+    const reason = RCODE_REASONS[failed.rcode] ??
+      `DNS response code ${failed.rcode}`;
+    return new ResolveError("ESERVFAIL", host, reason, failed);
+  }
   if (failed) {
     const text = failed instanceof Error ? failed.message : String(failed);
-    if (/timed? ?out/i.test(text)) {
+    if (failed instanceof Deno.errors.TimedOut) {
       return new ResolveError("ETIMEDOUT", host, "no answer from DNS", failed);
     }
     return new ResolveError("ESERVFAIL", host, `DNS failure: ${text}`, failed);
   }
+  // NXDOMAIN, or no record of either type (NODATA).
   return new ResolveError("ENOTFOUND", host, "no such name", errors[0]);
 }
