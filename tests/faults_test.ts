@@ -298,7 +298,7 @@ Deno.test("faults: without an idle timeout a loris holds only its own slot", asy
 
 Deno.test("faults: a flood past the backlog is served or refused at once, exactly", async () => {
   const ATTEMPTS = 2000;
-  const WIDTH = 128;
+  const WIDTH = 64;
   const started: number[] = [];
   const { server, errors } = start({
     backlog: 5,
