@@ -150,6 +150,8 @@ interface Entry {
   conn: Connection;
   info: ConnectionInfo;
   controller: AbortController;
+  /** Rejects the running handler's race; set while it runs. */
+  stop?: (reason: unknown) => void;
 }
 
 const DEFAULT_BACKLOG = 128;
@@ -305,23 +307,26 @@ export class Server implements AsyncDisposable {
     }
   }
 
-  async #handle({ conn, info, controller }: Entry): Promise<void> {
+  async #handle(entry: Entry): Promise<void> {
+    const { conn, info, controller } = entry;
     const { onConnection, handlerTimeout } = this.#options;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    let stop = () => {};
     try {
       onConnection?.(info);
-      const handled = (async () => await this.#handler(conn, info))();
+      // A sync throw lands in the catch below, as a rejection would.
+      const handled = Promise.resolve(this.#handler(conn, info));
       // A handler that ignores its signal is abandoned when it aborts (its
       // deadline or the shutdown's), so that it cannot hold the server.
       handled.catch(() => {});
+      // #abort rejects this: cheaper per connection than a signal listener.
       const stopped = new Promise<never>((_, reject) => {
-        stop = () => reject(controller.signal.reason);
-        controller.signal.addEventListener("abort", stop, { once: true });
+        entry.stop = reject;
       });
+      if (controller.signal.aborted) entry.stop?.(controller.signal.reason);
       if (handlerTimeout !== undefined) {
         timer = setTimeout(() => {
-          controller.abort(
+          this.#abort(
+            entry,
             this.#lateError(conn, `timed out after ${handlerTimeout} ms`),
           );
         }, handlerTimeout);
@@ -333,9 +338,15 @@ export class Server implements AsyncDisposable {
       this.#reportError(error, info);
     } finally {
       clearTimeout(timer);
-      controller.signal.removeEventListener("abort", stop);
+      entry.stop = undefined;
       conn.close();
     }
+  }
+
+  /** Aborts a handler's signal and abandons the handler. */
+  #abort(entry: Entry, reason: unknown): void {
+    entry.controller.abort(reason);
+    entry.stop?.(reason);
   }
 
   #lateError(conn: Connection, reason: string): TimeoutError {
@@ -407,7 +418,8 @@ export class Server implements AsyncDisposable {
     if (outcome !== "late") return;
     for (const entry of this.#waiting.splice(0)) this.#refuse(entry);
     for (const entry of this.#running.keys()) {
-      entry.controller.abort(
+      this.#abort(
+        entry,
         this.#lateError(
           entry.conn,
           `still running at the shutdown deadline (${timeout} ms)`,
