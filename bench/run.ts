@@ -150,7 +150,8 @@ async function findTools(tmp: string): Promise<Tools> {
       stdout: "piped",
       stderr: "piped",
     }).output();
-    tools.telnet = help.success;
+    tools.telnet = help.success &&
+      new TextDecoder().decode(help.stdout).includes("telnet");
     if (!help.success) {
       tools.telnetReason =
         "`cli.ts telnet --help` fails: no telnet command yet";
@@ -324,7 +325,7 @@ async function bulkOnce(
   s: Settings,
   tools: Tools,
   direction: "send" | "recv",
-  mode: "module" | "raw" | "c",
+  mode: "module" | "into" | "raw" | "c",
 ): Promise<number> {
   const peerArgs = direction === "send"
     ? ["sink"]
@@ -421,6 +422,11 @@ async function bulk(s: Settings, tools: Tools): Promise<Row[]> {
         measure: "Bulk receive: recv vs the kernel",
         skipped: noCompiler(tools),
       },
+      {
+        id: "2e",
+        measure: "Bulk receive: recvInto vs raw TcpConn.read loop",
+        skipped: noCompiler(tools),
+      },
     );
     return rows;
   }
@@ -431,6 +437,9 @@ async function bulk(s: Settings, tools: Tools): Promise<Row[]> {
     for (const dir of ["send", "recv"] as const) {
       add(`${dir} module`, await bulkOnce(s, tools, dir, "module"));
       add(`${dir} raw`, await bulkOnce(s, tools, dir, "raw"));
+      if (dir === "recv") {
+        add("recv into", await bulkOnce(s, tools, dir, "into"));
+      }
       add(
         `${dir} kernel`,
         tools.iperf3
@@ -467,6 +476,20 @@ async function bulk(s: Settings, tools: Tools): Promise<Row[]> {
       note: `kernel figure from ${kernel}, same ${size}`,
     });
   }
+  const into = figures["recv into"];
+  const raw = figures["recv raw"];
+  rows.push({
+    id: "2e",
+    measure: "Bulk receive: recvInto (one buffer) vs raw TcpConn.read loop",
+    figure: gib(median(into)),
+    baseline: gib(median(raw)),
+    ratio: median(into) / median(raw),
+    target: 0.95,
+    note: [
+      `${size}, 1 MiB buffer reused, as Python's recv_into`,
+      spread(into.map((v, i) => v / raw[i])),
+    ].filter(Boolean).join("; "),
+  });
   return rows.sort((a, b) => a.id.localeCompare(b.id));
 }
 

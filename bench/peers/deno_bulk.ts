@@ -4,7 +4,7 @@
  * loops, with 1 MiB chunks. Prints "bytes N seconds S".
  *
  *   send module|raw PORT BYTES
- *   recv module|raw PORT
+ *   recv module|into|raw PORT   (into: recvInto with one buffer)
  *
  * @module
  */
@@ -54,6 +54,16 @@ async function recvModule(): Promise<[number, number]> {
   return [performance.now() - start, total];
 }
 
+async function recvInto(): Promise<[number, number]> {
+  await using conn = await connect("127.0.0.1", port);
+  const buffer = new Uint8Array(CHUNK);
+  const start = performance.now();
+  let total = 0;
+  let n: number | null;
+  while ((n = await conn.recvInto(buffer)) !== null) total += n;
+  return [performance.now() - start, total];
+}
+
 async function recvRaw(): Promise<[number, number]> {
   using conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const buffer = new Uint8Array(CHUNK);
@@ -73,10 +83,12 @@ if (direction === "send" && mode === "module") ms = await sendModule();
 else if (direction === "send" && mode === "raw") ms = await sendRaw();
 else if (direction === "recv" && mode === "module") {
   [ms, moved] = await recvModule();
+} else if (direction === "recv" && mode === "into") {
+  [ms, moved] = await recvInto();
 } else if (direction === "recv" && mode === "raw") {
   [ms, moved] = await recvRaw();
 } else {
-  console.error("usage: deno_bulk.ts send|recv module|raw PORT [BYTES]");
+  console.error("usage: deno_bulk.ts send|recv module|into|raw PORT [BYTES]");
   Deno.exit(2);
 }
 console.log(`bytes ${moved} seconds ${(ms / 1000).toFixed(6)}`);
