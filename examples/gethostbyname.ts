@@ -13,7 +13,7 @@
  * @module
  */
 
-import { gethostbyname, ResolveError } from "../mod.ts";
+import { gethostbyname, SocketError } from "../mod.ts";
 
 // The tutorial asks for www.google.com; localhost runs without a network.
 const host = Deno.args[0] ?? "localhost";
@@ -22,8 +22,9 @@ try {
   const ip = await gethostbyname(host);
   console.log(ip);
 } catch (error) {
-  if (!(error instanceof ResolveError)) throw error;
-  // The message names the host and the reason, as socket.gaierror would.
+  if (!(error instanceof SocketError)) throw error;
+  // The message names the host and the reason, as socket.gaierror would
+  // (or the permission missing, for a name without -N).
   console.log(error.message);
   Deno.exit(1);
 }
