@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { connect, serve } from "../mod.ts";
 import { startDnsServer } from "./fixtures/dns_server.ts";
-import { CLI, DENO, runCli, startCli } from "./fixtures/process.ts";
+import { CLI, DENO, run, runCli, startCli } from "./fixtures/process.ts";
 
 const GREETING = "Thank you for connecting";
 
@@ -150,6 +150,40 @@ Deno.test("cli resolve: addresses, families, JSON and DNS", async (t) => {
       /^there was an error resolving the host: quiet\.test \(/,
     );
   });
+  // Any name of the machine's hosts file other than localhost will do.
+  const entry = Deno.readTextFileSync("/etc/hosts").split("\n")
+    .map((line) => line.replace(/#.*/, "").trim().split(/\s+/))
+    .find(([address, ...names]) =>
+      /^[\d.]+$/.test(address ?? "") &&
+      names.some((n) => n !== "" && !/localhost/i.test(n))
+    );
+  if (entry === undefined) {
+    console.log(
+      "skipping the hosts file step: /etc/hosts names only localhost",
+    );
+  }
+  await t.step({
+    name: "a name in /etc/hosts, with --allow-read=/etc/hosts",
+    ignore: entry === undefined,
+    fn: async () => {
+      const [address, ...names] = entry ?? [];
+      const name = names.find((n) => !/localhost/i.test(n)) ?? "";
+      const result = await run(DENO, [
+        "run",
+        "-N",
+        "--allow-read=/etc/hosts",
+        CLI,
+        "resolve",
+        name,
+        "-4",
+      ]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(
+        result.stdout,
+        new RegExp(`^${address.replaceAll(".", "\\.")}\n`),
+      );
+    },
+  });
   await t.step("-4 and -6 together is a usage error", async () => {
     const result = await runCli(["resolve", "localhost", "-4", "-6"]);
     assert.equal(result.code, 2);
@@ -182,6 +216,12 @@ Deno.test("cli connect: the tutorial's lines, --send, --timeout", async (t) => {
       );
     },
   );
+  await t.step("PORT defaults to 80", async () => {
+    const result = await runCli(["connect", "127.0.0.1", "--timeout", "2000"]);
+    // Whether something listens on port 80 here or not, port 80 is named.
+    if (result.code === 0) assert.match(result.stdout, / on port 80 /);
+    else assert.match(oneLine(result.stderr), /127\.0\.0\.1 port 80: /);
+  });
   await t.step("--json", async () => {
     const result = await runCli(["connect", "127.0.0.1", port, "--json"]);
     const events = result.stdout.trim().split("\n").map((l) => JSON.parse(l));
