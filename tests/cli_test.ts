@@ -6,7 +6,15 @@
 import assert from "node:assert/strict";
 import { connect, serve } from "../mod.ts";
 import { startDnsServer } from "./fixtures/dns_server.ts";
-import { CLI, DENO, run, runCli, startCli } from "./fixtures/process.ts";
+import {
+  CLI,
+  DENO,
+  missing,
+  run,
+  runCli,
+  start,
+  startCli,
+} from "./fixtures/process.ts";
 
 const GREETING = "Thank you for connecting";
 
@@ -500,6 +508,34 @@ Deno.test("cli telnet: the tutorial's trace, then both ways", async (t) => {
       result.stderr,
       /^Trying 127\.0\.0\.1\.\.\.\nConnected to 127\.0\.0\.1\./,
     );
+  });
+  const noScript = missing("script", "cli telnet: Ctrl-] on a terminal");
+  await t.step({
+    name: "on a terminal, Ctrl-] then Enter half-closes",
+    ignore: noScript,
+    fn: async () => {
+      const received = Promise.withResolvers<string>();
+      await using upper = serve({ hostname: "127.0.0.1" }, async (conn) => {
+        const text = new TextDecoder().decode(await conn.recvAll());
+        received.resolve(text);
+        await conn.sendAll(`${text.toUpperCase()}<end>`);
+      });
+      // script(1) runs the command on a pseudo-terminal, in canonical mode.
+      await using proc = start("script", [
+        "-qec",
+        `${DENO} run -N ${CLI} telnet 127.0.0.1 ${upper.addr.port}`,
+        "/dev/null",
+      ], { stdin: true });
+      await proc.waitForLine(/^Escape character is '\^]'\.\r?$/);
+      await proc.write("hello\n\x1d\n");
+      const exit = await proc.exit();
+      assert.equal(exit.code, 0, proc.report());
+      assert.equal(await received.promise, "hello\n");
+      assert.match(
+        proc.stdout,
+        /HELLO\r?\n<end>Connection closed by foreign host\./,
+      );
+    },
   });
   await t.step(
     "nobody listens: the trace, one error line, exit 1",
