@@ -46,9 +46,12 @@ const server = new Deno.Command(deno, {
 
 const bound = Promise.withResolvers<number>();
 const greeted = Promise.withResolvers<void>();
+let boundPort = 0;
 const serverOutput = relay(server.stdout, "[server]", (line) => {
-  const port = line.match(/^socket binded to (\d+)$/);
-  if (port) bound.resolve(Number(port[1]));
+  const binded = line.match(/^socket binded to (\d+)$/);
+  if (binded) boundPort = Number(binded[1]);
+  // The client starts once the server says it listens, as a reader would.
+  if (line === "socket is listening") bound.resolve(boundPort);
   if (line.startsWith("Got connection from")) greeted.resolve();
 });
 // If the server dies before binding, say so instead of waiting forever.
