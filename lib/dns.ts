@@ -129,11 +129,32 @@ export async function queryDns(
     type: type === "A" ? TYPE_A : TYPE_AAAA,
   };
   const query = encodeQuery(question.id, labels, question.type);
+  await requireNet(server);
   let response = await exchangeUdp(query, question, server, signal, retransmit);
   if (response.truncated) {
     response = await exchangeTcp(query, question, server, signal);
   }
   return { rcode: response.rcode, addresses: response.addresses };
+}
+
+/**
+ * Asks for the network permission as `Deno.connect` would: node:dgram,
+ * denied it, throws from a callback where no caller can catch it.
+ */
+async function requireNet(server: { ipAddr: string; port: number }) {
+  // A bad port is node:dgram's to report, with its own error code.
+  if (
+    !Number.isInteger(server.port) || server.port < 0 || server.port > 65535
+  ) {
+    return;
+  }
+  const host = server.ipAddr.includes(":")
+    ? `[${server.ipAddr}]:${server.port}`
+    : `${server.ipAddr}:${server.port}`;
+  const { state } = await Deno.permissions.request({ name: "net", host });
+  if (state !== "granted") {
+    throw new Deno.errors.NotCapable(`Requires net access to "${host}"`);
+  }
 }
 
 /**
@@ -437,7 +458,6 @@ function exchangeUdp(
       server.ipAddr.includes(":") ? "udp6" : "udp4",
     );
     const serverAddress = canonicalAddress(server.ipAddr);
-    const sends = new Set<Promise<void>>();
     let timer: ReturnType<typeof setInterval> | undefined;
     let settled = false;
 
@@ -447,8 +467,9 @@ function exchangeUdp(
       clearInterval(timer);
       signal?.removeEventListener("abort", onAbort);
       socket.removeListener("message", onMessage);
-      const closed = new Promise<void>((done) => socket.close(() => done()));
-      Promise.all([closed, ...sends]).then(outcome);
+      // Closing cancels a send not yet made, whose callback then never
+      // runs: wait for the close alone.
+      socket.close(() => outcome());
     };
     const onAbort = () => settle(() => reject(signal?.reason));
     const onMessage = (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
@@ -463,24 +484,21 @@ function exchangeUdp(
       if (response !== undefined) settle(() => resolve(response));
     };
     const send = () => {
-      const sent = Promise.withResolvers<void>();
       try {
         socket.send(query, server.port, server.ipAddr, (error) => {
           if (error) settle(() => reject(error));
-          sent.resolve();
         });
       } catch (error) {
         // A bad port or address throws here rather than in the callback.
         settle(() => reject(error));
-        return;
       }
-      sends.add(sent.promise);
-      sent.promise.then(() => sends.delete(sent.promise));
     };
 
     socket.on("message", onMessage);
     socket.on("error", (error) => settle(() => reject(error)));
     signal?.addEventListener("abort", onAbort, { once: true });
+    // The signal may have fired while the permission was asked.
+    if (signal?.aborted) return onAbort();
     send();
     if (!settled) timer = setInterval(send, retransmit);
   });

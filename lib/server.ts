@@ -152,6 +152,8 @@ interface Entry {
   controller: AbortController;
   /** Rejects the running handler's race; set while it runs. */
   stop?: (reason: unknown) => void;
+  /** The running handler, settled once its connection is counted. */
+  task?: Promise<void>;
 }
 
 const DEFAULT_BACKLOG = 128;
@@ -183,7 +185,7 @@ export class Server implements AsyncDisposable {
   readonly #backlog: number;
   readonly #concurrency: number;
   readonly #waiting: Entry[] = [];
-  readonly #running = new Map<Entry, Promise<void>>();
+  readonly #running = new Set<Entry>();
   readonly #refusals = new Set<Promise<void>>();
   readonly #counts = { accepted: 0, served: 0, failed: 0, refused: 0 };
   readonly #stopped = Promise.withResolvers<void>();
@@ -262,18 +264,37 @@ export class Server implements AsyncDisposable {
     }
   }
 
+  /**
+   * Places a new connection: running, waiting or refused. The counters are
+   * updated before any hook runs, so that a hook reading `stats` sees
+   * `accepted` equal to the sum of the others.
+   */
   #admit(conn: Deno.TcpConn): void {
     this.#counts.accepted++;
     const entry = this.#entry(conn);
-    this.#options.onAccept?.(entry.info);
-    if (this.#stopping && this.#options.waitingOnShutdown === "refuse") {
-      this.#refuse(entry);
-    } else if (this.#running.size < this.#concurrency) {
-      this.#run(entry);
-    } else if (this.#waiting.length < this.#backlog) {
+    const { onAccept } = this.#options;
+    const refuseAll = this.#stopping &&
+      this.#options.waitingOnShutdown === "refuse";
+    if (!refuseAll && this.#running.size < this.#concurrency) {
+      this.#running.add(entry);
+      if (onAccept) this.#callHook(onAccept, entry.info);
+      entry.task = this.#handle(entry);
+    } else if (!refuseAll && this.#waiting.length < this.#backlog) {
       this.#waiting.push(entry);
+      if (onAccept) this.#callHook(onAccept, entry.info);
     } else {
-      this.#refuse(entry);
+      this.#counts.refused++;
+      if (onAccept) this.#callHook(onAccept, entry.info);
+      this.#turnAway(entry);
+    }
+  }
+
+  /** Runs a hook; one that throws must not stop the accept loop. */
+  #callHook(hook: (info: ConnectionInfo) => void, info: ConnectionInfo): void {
+    try {
+      hook(info);
+    } catch (error) {
+      this.#reportError(error, info);
     }
   }
 
@@ -289,28 +310,24 @@ export class Server implements AsyncDisposable {
     return { conn: connection, info, controller };
   }
 
-  #run(entry: Entry): void {
-    const task = this.#handle(entry).finally(() => {
-      this.#running.delete(entry);
-      this.#startWaiting();
-    });
-    this.#running.set(entry, task);
-  }
-
   #startWaiting(): void {
     while (this.#running.size < this.#concurrency && this.#waiting.length) {
       // deno-lint-ignore no-non-null-assertion -- the length was just checked
-      this.#run(this.#waiting.shift()!);
+      const entry = this.#waiting.shift()!;
+      this.#running.add(entry);
+      entry.task = this.#handle(entry);
     }
     if (this.#running.size === 0 && this.#waiting.length === 0) {
       this.#idle?.resolve();
     }
   }
 
+  /** Runs the handler, then counts the connection and starts the next. */
   async #handle(entry: Entry): Promise<void> {
     const { conn, info, controller } = entry;
     const { onConnection, handlerTimeout } = this.#options;
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let failure: { error: unknown } | undefined;
     try {
       onConnection?.(info);
       // A sync throw lands in the catch below, as a rejection would.
@@ -332,15 +349,21 @@ export class Server implements AsyncDisposable {
         }, handlerTimeout);
       }
       await Promise.race([handled, stopped]);
-      this.#counts.served++;
     } catch (error) {
-      this.#counts.failed++;
-      this.#reportError(error, info);
+      failure = { error };
     } finally {
       clearTimeout(timer);
       entry.stop = undefined;
-      conn.close();
     }
+    conn.close();
+    this.#running.delete(entry);
+    if (failure) {
+      this.#counts.failed++;
+      this.#reportError(failure.error, info);
+    } else {
+      this.#counts.served++;
+    }
+    this.#startWaiting();
   }
 
   /** Aborts a handler's signal and abandons the handler. */
@@ -373,9 +396,15 @@ export class Server implements AsyncDisposable {
     );
   }
 
-  #refuse({ conn, info }: Entry): void {
+  #refuse(entry: Entry): void {
     this.#counts.refused++;
-    this.#options.onRefused?.(info);
+    this.#turnAway(entry);
+  }
+
+  /** Tells a refused connection, then closes it. */
+  #turnAway({ conn, info }: Entry): void {
+    const { onRefused } = this.#options;
+    if (onRefused) this.#callHook(onRefused, info);
     const message = this.#options.refusalMessage;
     if (message === undefined || message.length === 0) {
       conn.close();
@@ -396,9 +425,7 @@ export class Server implements AsyncDisposable {
     }
     this.#pause?.wake();
     await this.#loop;
-    if (this.#options.waitingOnShutdown === "refuse") {
-      for (const entry of this.#waiting.splice(0)) this.#refuse(entry);
-    }
+    if (this.#options.waitingOnShutdown === "refuse") this.#refuseWaiting();
     this.#idle = Promise.withResolvers();
     this.#startWaiting();
     await this.#drain(this.#idle.promise);
@@ -416,8 +443,8 @@ export class Server implements AsyncDisposable {
     const outcome = await Promise.race([idle, late]);
     clearTimeout(timer);
     if (outcome !== "late") return;
-    for (const entry of this.#waiting.splice(0)) this.#refuse(entry);
-    for (const entry of this.#running.keys()) {
+    this.#refuseWaiting();
+    for (const entry of this.#running) {
       this.#abort(
         entry,
         this.#lateError(
@@ -429,7 +456,15 @@ export class Server implements AsyncDisposable {
     }
     // Handlers see their connection closed; wait for them to unwind, since
     // any op they still have pending ends with the close.
-    await Promise.allSettled(this.#running.values());
+    await Promise.allSettled([...this.#running].map((entry) => entry.task));
+  }
+
+  /** One at a time, so that `stats` adds up in each `onRefused`. */
+  #refuseWaiting(): void {
+    while (this.#waiting.length > 0) {
+      // deno-lint-ignore no-non-null-assertion -- the length was just checked
+      this.#refuse(this.#waiting.shift()!);
+    }
   }
 
   #sleep(ms: number): Promise<void> {

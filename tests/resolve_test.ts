@@ -207,12 +207,6 @@ Deno.test({
   name:
     "resolve(): without read permission the hosts file is skipped, and without net DNS is EACCES",
   permissions: { read: false, net: false },
-  // BUG in lib/dns.ts (reached through resolve()): without net permission,
-  // node:dgram's implicit bind throws NotCapable from a callback, as an
-  // uncaught error that fails the whole test module, and the query never
-  // settles (not even at resolve()'s timeout), so dnsError()'s NotCapable
-  // branch (EACCES, "Deno needs the network permission") is never reached.
-  ignore: true,
   fn: async () => {
     const error = await rejectsWith(
       resolve("listed.test", {
@@ -457,12 +451,6 @@ Deno.test("resolve(): a signal aborted while the server has the question: ECANCE
 
 Deno.test({
   name: "resolve(): a signal aborted right after the call settles (ECANCELED)",
-  // BUG in lib/dns.ts (reached through resolve()): exchangeUdp() settles
-  // only after the node:dgram socket's close callback AND every send
-  // callback; when the abort comes before the first send went out (the
-  // socket not bound yet), the queued send's callback never runs, so the
-  // promise, and resolve(), never settle, even past resolve()'s timeout.
-  ignore: true,
   fn: async () => {
     await using dns = await startDnsServer({
       faults: { "silent.test": "silent" },
