@@ -265,15 +265,24 @@ export class Connection implements AsyncDisposable, Disposable {
   }
 
   /** Runs one read or write, with the idle timeout and the module's errors. */
-  async #io<T>(action: string, op: () => Promise<T>): Promise<T> {
-    this.#checkOpen(action);
-    if (this.#idleTimeout === undefined) {
-      try {
-        return await op();
-      } catch (error) {
+  #io<T>(action: string, op: () => Promise<T>): Promise<T> {
+    try {
+      this.#checkOpen(action);
+      if (this.#idleTimeout !== undefined) return this.#timedIo(action, op);
+      // Not async here: a connection that waits in recv holds one promise
+      // less, which counts with thousands of idle connections.
+      return op().catch((error) => {
         throw this.#error(error, action);
-      }
+      });
+    } catch (error) {
+      return Promise.reject(
+        error instanceof SocketClosedError ? error : this.#error(error, action),
+      );
     }
+  }
+
+  /** {@linkcode Connection.#io} with the idle timeout. */
+  async #timedIo<T>(action: string, op: () => Promise<T>): Promise<T> {
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
