@@ -8,7 +8,7 @@
 
 import { parseArgs } from "node:util";
 import { parsePort, validateHost } from "./address.ts";
-import { InvalidArgumentError, SocketError } from "./errors.ts";
+import { InvalidArgumentError } from "./errors.ts";
 
 /** A bad command line: one line on stderr, exit 2. */
 export class UsageError extends Error {
@@ -253,10 +253,9 @@ export async function runCommand(
         : message.replace(/\s*\n\s*/g, " "),
     );
     if (debug && error instanceof Error) printError(stackOf(error));
-    if (isUsage) return 2;
-    if (error instanceof SocketError) return 1;
-    // Not one of ours: a bug, or the runtime refusing a permission.
-    return 1;
+    // Anything else, ours or not (a runtime refusing a permission), is a
+    // runtime failure.
+    return isUsage ? 2 : 1;
   }
 }
 
