@@ -97,8 +97,8 @@ export function svg(rows: Row[], title: string): string {
   );
   const barHeight = 22;
   const gap = 8;
-  const left = 330;
-  const width = 820;
+  const left = 450;
+  const width = 940;
   const plotWidth = width - left - 70;
   const top = 44;
   const height = top + plotted.length * (barHeight + gap) + 40;
@@ -127,11 +127,13 @@ export function svg(rows: Row[], title: string): string {
       : ratio >= row.target;
     const colour = met === undefined ? "#5b8def" : met ? "#3aa655" : "#d9534f";
     const label = `${row.id} ${row.measure}${
-      row.lowerIsBetter ? " (lower is better)" : ""
+      row.lowerIsBetter ? " (lower: better)" : ""
     }`;
     parts.push(
-      `<text x="${left - 8}" y="${y + barHeight / 2 + 4}" text-anchor="end">${
-        esc(label.slice(0, 52))
+      `<text x="${left - 8}" y="${
+        y + barHeight / 2 + 4
+      }" text-anchor="end" font-size="11">${
+        esc(label.length > 84 ? `${label.slice(0, 81)}...` : label)
       }</text>`,
       `<rect x="${left}" y="${y}" width="${
         Math.max(1, x(ratio) - left)
