@@ -14,7 +14,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { markdown, type Row, svg } from "./lib/report.ts";
-import { Peer, run, which } from "./lib/process.ts";
+import { Peer, run, runPipeline, which } from "./lib/process.ts";
 
 const GREETING = "Thank you for connecting";
 const HERE = fileURLToPath(new URL(".", import.meta.url));
@@ -606,10 +606,9 @@ async function pipeOnce(
 ): Promise<number> {
   await using peer = new Peer(tools.bin!.bulk, [mode], {});
   const port = await listening(peer);
-  await run("sh", [
-    "-c",
+  await runPipeline(
     `head -c ${s.pipeBytes} /dev/zero | ${client(port)} > /dev/null`,
-  ]);
+  );
   const done = await peer.waitFor(/^bytes (\d+) seconds ([\d.]+)$/);
   const { bytes, seconds } = parseBytesSeconds(done[0]);
   if (bytes !== s.pipeBytes) {
@@ -622,7 +621,7 @@ async function pipeOnce(
 /** `head -c BYTES /dev/zero | cat`: what the pipe alone allows. */
 async function pipeBound(s: Settings): Promise<number> {
   const start = performance.now();
-  await run("sh", ["-c", `head -c ${s.pipeBytes} /dev/zero | cat > /dev/null`]);
+  await runPipeline(`head -c ${s.pipeBytes} /dev/zero | cat > /dev/null`);
   return gibps(s.pipeBytes, (performance.now() - start) / 1000);
 }
 

@@ -180,3 +180,37 @@ export async function which(program: string): Promise<string | undefined> {
     return undefined;
   }
 }
+
+/**
+ * Runs a shell pipeline in its own process group, so that on a timeout the
+ * whole pipeline is killed (its id is the group's), never left running.
+ */
+export async function runPipeline(
+  script: string,
+  timeoutMs = 120_000,
+): Promise<void> {
+  const child = new Deno.Command("setsid", {
+    args: ["sh", "-c", script],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    // setsid execs sh, so the child's pid is the new group's id.
+    new Deno.Command("kill", { args: ["-KILL", "--", `-${child.pid}`] })
+      .output().catch(() => {});
+  }, timeoutMs);
+  try {
+    const status = await child.status;
+    const text = (await stderr).trim();
+    if (timedOut) throw new Error(`pipeline timed out after ${timeoutMs} ms`);
+    if (!status.success) {
+      throw new Error(`pipeline failed (${status.code}): ${text}`);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
