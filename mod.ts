@@ -28,9 +28,55 @@
  * @module
  */
 
-export * from "./lib/errors.ts";
-export * from "./lib/address.ts";
-export * from "./lib/resolve.ts";
-export * from "./lib/connection.ts";
-export * from "./lib/connect.ts";
-export * from "./lib/server.ts";
+export {
+  AddressInUseError,
+  type AttemptFailure,
+  CancelledError,
+  ConnectionRefusedError,
+  ConnectionResetError,
+  InvalidArgumentError,
+  MessageTooLargeError,
+  PermissionDeniedError,
+  ResolveError,
+  SocketClosedError,
+  SocketError,
+  type SocketErrorCode,
+  type SocketErrorOptions,
+  TimeoutError,
+  UnreachableError,
+} from "./lib/errors.ts";
+export {
+  type Family,
+  formatAddress,
+  type IpAddress,
+  ipFamily,
+  type NetAddress,
+  parsePort,
+  pythonAddress,
+  validateHost,
+  validatePort,
+} from "./lib/address.ts";
+export {
+  gethostbyname,
+  type NameServer,
+  resolve,
+  type ResolveOptions,
+} from "./lib/resolve.ts";
+export {
+  Connection,
+  type ConnectionOptions,
+  type RecvAllOptions,
+} from "./lib/connection.ts";
+export {
+  type AttemptEvent,
+  connect,
+  type ConnectOptions,
+} from "./lib/connect.ts";
+export {
+  type ConnectionInfo,
+  type Handler,
+  serve,
+  type ServeOptions,
+  Server,
+  type ServerStats,
+} from "./lib/server.ts";

@@ -7,12 +7,8 @@
  * @module
  */
 
-import {
-  formatAddress,
-  fromDenoAddr,
-  pythonAddress,
-  validatePort,
-} from "../mod.ts";
+import { formatAddress, pythonAddress, validatePort } from "../mod.ts";
+import { fromDenoAddr } from "../lib/address.ts";
 
 const GREETING = "Thank you for connecting";
 const BYTES = new TextEncoder().encode(GREETING);
