@@ -42,21 +42,23 @@ const DOTTED_QUAD = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
  * ```
  *
  * @param port The value to check.
- * @param options `allowZero` (default `false`).
+ * @param options `allowZero` (default `false`); `what` names the value in
+ *   the message (default "port").
  * @returns The port.
  * @throws {InvalidArgumentError} when the value is not such a port.
  */
 export function validatePort(
   port: unknown,
-  options: { allowZero?: boolean } = {},
+  options: { allowZero?: boolean; what?: string } = {},
 ): number {
   const low = options.allowZero ? 0 : 1;
   if (
     typeof port !== "number" || !Number.isInteger(port) || port < low ||
     port > MAX_PORT
   ) {
+    const what = options.what ?? "port";
     throw new InvalidArgumentError(
-      `invalid port ${
+      `invalid ${what} ${
         describe(port)
       }: expected an integer in ${low}–${MAX_PORT}`,
     );

@@ -55,6 +55,7 @@ export interface ConnectOptions
   /**
    * Called as each attempt starts and ends: enough to print a telnet-style
    * trace ("Trying ::1...", "Connection refused", "Connected to ...").
+   * What it throws is ignored.
    */
   onAttempt?: (event: AttemptEvent) => void;
 }
@@ -128,6 +129,7 @@ export async function connect(
       family: options.family,
       nameServer: options.nameServer,
       hostsFile: options.hostsFile,
+      timeout,
       signal,
     });
     const conn = await race({
@@ -169,6 +171,14 @@ function race(
   let failure: SocketError | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const decided = () => winner !== undefined || failure !== undefined;
+  // The caller's hook must not break the race: what it throws is dropped.
+  const report = (event: AttemptEvent) => {
+    try {
+      onAttempt?.(event);
+    } catch {
+      // Ignored, as documented on ConnectOptions.onAttempt.
+    }
+  };
 
   const settle = () => {
     if (running > 0 || !decided()) return;
@@ -197,7 +207,7 @@ function race(
     const controller = new AbortController();
     controllers.add(controller);
     running++;
-    onAttempt?.({ ...address, port, state: "trying" });
+    report({ ...address, port, state: "trying" });
     Deno.connect({
       hostname: address.address,
       port,
@@ -208,7 +218,7 @@ function race(
       winner = conn;
       controllers.delete(controller);
       stopOthers();
-      onAttempt?.({ ...address, port, state: "connected" });
+      report({ ...address, port, state: "connected" });
     }, (error) => {
       if (decided()) return;
       const attempt = fromRuntimeError(error, {
@@ -217,7 +227,7 @@ function race(
         port,
       });
       failures.push({ address: address.address, port, error: attempt });
-      onAttempt?.({ ...address, port, state: "failed", error: attempt });
+      report({ ...address, port, state: "failed", error: attempt });
       if (next < addresses.length) start();
       else if (running === 1) failure = allFailed(host, port, failures);
     }).finally(() => {
@@ -228,6 +238,11 @@ function race(
     if (next < addresses.length) timer = setTimeout(start, attemptDelay);
   };
 
+  // The signal may have fired during the name lookup.
+  if (signal?.aborted) {
+    onAbort();
+    return promise;
+  }
   signal?.addEventListener("abort", onAbort, { once: true });
   start();
   return promise;

@@ -11,6 +11,7 @@ import {
   type IpAddress,
   ipFamily,
   validateHost,
+  validatePort,
 } from "./address.ts";
 import {
   abortError,
@@ -100,6 +101,8 @@ const LOCALHOST: readonly IpAddress[] = [
  * @throws {ResolveError} when the name does not resolve (`ENOTFOUND`,
  *   `ESERVFAIL`, `ETIMEDOUT`).
  * @throws {InvalidArgumentError} for a malformed host or option.
+ * @throws {PermissionDeniedError} when DNS is needed and the network
+ *   permission is not granted.
  */
 export async function resolve(
   host: string,
@@ -124,6 +127,7 @@ export async function resolve(
   }
   if (hostsFile !== false) {
     const fromFile = await lookUpHostsFile(hostsFile, key);
+    if (signal?.aborted) throw abortError(signal, `resolve ${host}`, { host });
     if (fromFile.length > 0) {
       return onlyFamily(interleave(fromFile), family, host);
     }
@@ -150,6 +154,9 @@ export async function resolve(
  * @param options As {@linkcode resolve}'s; `family` is always 4.
  * @returns A dotted quad.
  * @throws {ResolveError} when the host has no IPv4 address.
+ * @throws {InvalidArgumentError} for a malformed host or option.
+ * @throws {PermissionDeniedError} when DNS is needed and the network
+ *   permission is not granted.
  */
 export async function gethostbyname(
   host: string,
@@ -174,7 +181,7 @@ function checkHostsFile(value: unknown): string | false | undefined {
   );
 }
 
-function checkNameServer(value: unknown): NameServer | undefined {
+function checkNameServer(value: unknown): Required<NameServer> | undefined {
   if (value === undefined) return undefined;
   const server = value as NameServer;
   if (
@@ -188,12 +195,9 @@ function checkNameServer(value: unknown): NameServer | undefined {
       `invalid nameServer ${shown}: expected { ipAddr: an IP address, port?: number }`,
     );
   }
-  const port = server.port ?? 53;
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new InvalidArgumentError(
-      `invalid nameServer port ${String(server.port)}: expected 1–65535`,
-    );
-  }
+  const port = server.port === undefined
+    ? 53
+    : validatePort(server.port, { what: "nameServer port" });
   return { ipAddr: server.ipAddr.replace(/^\[(.*)\]$/, "$1"), port };
 }
 
@@ -254,7 +258,7 @@ interface DnsQuery {
   family: Family | undefined;
   timeout: number;
   signal: AbortSignal | undefined;
-  nameServer: NameServer | undefined;
+  nameServer: Required<NameServer> | undefined;
 }
 
 async function lookUpDns(
@@ -314,12 +318,12 @@ class DnsRcode extends Error {
  * resolver reports "no such name" and "server failure" alike.
  */
 function askNameServer(
-  server: NameServer,
+  server: Required<NameServer>,
   signal: AbortSignal | undefined,
 ): Ask {
   return async (name, type) => {
     const answer = await queryDns(name, type, {
-      server: { ipAddr: server.ipAddr, port: server.port ?? 53 },
+      server,
       signal,
     });
     if (answer.rcode !== 0) throw new DnsRcode(answer.rcode);

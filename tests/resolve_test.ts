@@ -547,19 +547,19 @@ Deno.test("resolve(): bad nameServer values are EINVAL naming them", async () =>
     ],
     [
       { ipAddr: "127.0.0.1", port: 0 },
-      "invalid nameServer port 0: expected 1–65535",
+      "invalid nameServer port 0: expected an integer in 1–65535",
     ],
     [
       { ipAddr: "127.0.0.1", port: 65536 },
-      "invalid nameServer port 65536: expected 1–65535",
+      "invalid nameServer port 65536: expected an integer in 1–65535",
     ],
     [
       { ipAddr: "127.0.0.1", port: 53.5 },
-      "invalid nameServer port 53.5: expected 1–65535",
+      "invalid nameServer port 53.5: expected an integer in 1–65535",
     ],
     [
       { ipAddr: "127.0.0.1", port: "53" },
-      "invalid nameServer port 53: expected 1–65535",
+      `invalid nameServer port "53": expected an integer in 1–65535`,
     ],
   ];
   for (const [nameServer, message] of cases) {
