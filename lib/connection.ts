@@ -120,9 +120,9 @@ export class Connection implements AsyncDisposable, Disposable {
    * @param data Bytes, or text to send as UTF-8.
    * @returns The number of bytes written.
    */
-  send(data: Uint8Array | string): Promise<number> {
+  async send(data: Uint8Array | string): Promise<number> {
     const bytes = toBytes(data);
-    return this.#io("send to", () => this.#conn.write(bytes));
+    return await this.#io("send to", () => this.#conn.write(bytes));
   }
 
   /**
@@ -158,12 +158,8 @@ export class Connection implements AsyncDisposable, Disposable {
     // A buffer of any size asked for could fail to allocate; one read never
     // returns more than the socket's buffer holds anyway.
     const buffer = new Uint8Array(Math.min(maxBytes, MAX_RECV_BUFFER));
-    while (true) {
-      const n = await this.#io("recv from", () => this.#conn.read(buffer));
-      if (n === null) return null;
-      // Deno may report a read of 0 bytes that is not the end of stream.
-      if (n > 0) return buffer.subarray(0, n);
-    }
+    const n = await this.recvInto(buffer);
+    return n === null ? null : buffer.subarray(0, n);
   }
 
   /**
@@ -275,9 +271,8 @@ export class Connection implements AsyncDisposable, Disposable {
         throw this.#error(error, action);
       });
     } catch (error) {
-      return Promise.reject(
-        error instanceof SocketClosedError ? error : this.#error(error, action),
-      );
+      // A closed connection's own error passes through #error unchanged.
+      return Promise.reject(this.#error(error, action));
     }
   }
 

@@ -113,8 +113,8 @@ export class SocketError extends Error {
 }
 
 /**
- * A bad argument, caught before any socket is made: a port outside 0–65535
- * or not an integer, a malformed host, an option out of range.
+ * A bad argument, caught before any socket is made: a port outside 1–65535
+ * (0 is allowed where binding) or not an integer, a malformed host, an option out of range.
  *
  * @example
  * ```ts

@@ -8,6 +8,7 @@
 import {
   describe,
   fromDenoAddr,
+  ipFamily,
   type NetAddress,
   validateHost,
   validatePort,
@@ -55,8 +56,9 @@ export type Handler = (
 export interface ServeOptions extends ConnectionOptions {
   /**
    * The address to bind: `""` for every IPv4 interface (Python's `''`),
-   * `"127.0.0.1"` for this machine only, `"::"` for every interface, IPv6
-   * and IPv4.
+   * `"127.0.0.1"` (or `"localhost"`) for this machine only, `"::"` for
+   * every interface, IPv6 and IPv4. Other host names are refused (`EINVAL`):
+   * bind an address.
    *
    * @default {""}
    */
@@ -83,7 +85,7 @@ export interface ServeOptions extends ConnectionOptions {
    * needs to absorb a burst between two accepts: a full kernel queue drops
    * new clients' packets silently, and they hang until they time out.
    *
-   * @default {511}
+   * @default {Math.max(backlog, 511)}
    */
   kernelBacklog?: number;
   /**
@@ -285,7 +287,7 @@ export class Server implements AsyncDisposable {
     } else {
       this.#counts.refused++;
       if (onAccept) this.#callHook(onAccept, entry.info);
-      this.#turnAway(entry);
+      this.#closeRefused(entry);
     }
   }
 
@@ -329,7 +331,7 @@ export class Server implements AsyncDisposable {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let failure: { error: unknown } | undefined;
     try {
-      onConnection?.(info);
+      if (onConnection) this.#callHook(onConnection, info);
       // A sync throw lands in the catch below, as a rejection would.
       const handled = Promise.resolve(this.#handler(conn, info));
       // A handler that ignores its signal is abandoned when it aborts (its
@@ -398,11 +400,11 @@ export class Server implements AsyncDisposable {
 
   #refuse(entry: Entry): void {
     this.#counts.refused++;
-    this.#turnAway(entry);
+    this.#closeRefused(entry);
   }
 
   /** Tells a refused connection, then closes it. */
-  #turnAway({ conn, info }: Entry): void {
+  #closeRefused({ conn, info }: Entry): void {
     const { onRefused } = this.#options;
     if (onRefused) this.#callHook(onRefused, info);
     const message = this.#options.refusalMessage;
@@ -508,9 +510,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   checkOptions(options);
   options ??= {};
   checkFunction(handler, "handler", { required: true });
-  const hostname = options.hostname === undefined || options.hostname === ""
-    ? "0.0.0.0"
-    : validateHost(options.hostname);
+  const hostname = bindAddress(options.hostname);
   const port = options.port === undefined
     ? 0
     : validatePort(options.port, { allowZero: true });
@@ -546,8 +546,33 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     signal.addEventListener("abort", stop, { once: true });
     server.finished.finally(() => signal.removeEventListener("abort", stop));
   }
-  options.onListen?.(server.addr);
+  try {
+    options.onListen?.(server.addr);
+  } catch (error) {
+    // The caller gets no server to stop: stop it here.
+    server.shutdown();
+    throw error;
+  }
   return server;
+}
+
+/**
+ * The address to bind: an IP literal, `""` for every IPv4 interface, or
+ * `localhost` for 127.0.0.1. Other names are refused rather than handed to
+ * the runtime's resolver, whose failures would bypass the module's errors.
+ */
+function bindAddress(hostname: unknown): string {
+  if (hostname === undefined || hostname === "") return "0.0.0.0";
+  const host = validateHost(hostname);
+  if (host.toLowerCase() === "localhost") return "127.0.0.1";
+  if (ipFamily(host) === undefined) {
+    throw new InvalidArgumentError(
+      `invalid hostname ${
+        describe(hostname)
+      }: expected an IP address to bind ("" for every IPv4 interface)`,
+    );
+  }
+  return host;
 }
 
 function checkWaitingOnShutdown(value: unknown): void {

@@ -466,3 +466,37 @@ Deno.test("connect(): bad arguments are EINVAL, naming the value", async () => {
     assert.match(error.message, message);
   }
 });
+
+Deno.test("connect(): an onAttempt that throws does not break the race", async () => {
+  const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const accepted = server.accept();
+    // localhost tries ::1 (refused) and then 127.0.0.1: every kind of event.
+    const conn = await connect("localhost", server.addr.port, {
+      onAttempt: () => {
+        throw new Error("hook bug");
+      },
+    });
+    conn.close();
+    (await accepted).close();
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("connect(): an abort during the hosts-file lookup is kept", async () => {
+  await using hosts = await hostsFile(["127.0.0.1 web.test"]);
+  const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const controller = new AbortController();
+    const connecting = connect("web.test", server.addr.port, {
+      hostsFile: hosts.path,
+      signal: controller.signal,
+    });
+    await Promise.resolve();
+    controller.abort();
+    await rejectsWith(connecting, CancelledError, "ECANCELED");
+  } finally {
+    server.close();
+  }
+});

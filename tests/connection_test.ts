@@ -560,3 +560,10 @@ Deno.test("Connection[Symbol.asyncDispose](): await using closes the connection"
   await p.conn[Symbol.asyncDispose]();
   p.conn[Symbol.dispose]();
 });
+
+Deno.test("Connection.send(): bad data rejects, it does not throw", async () => {
+  await using ends = await pair();
+  const sending = ends.conn.send(123 as unknown as string);
+  assert.ok(sending instanceof Promise);
+  await assert.rejects(sending, InvalidArgumentError);
+});

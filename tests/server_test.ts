@@ -744,3 +744,31 @@ Deno.test({
     }
   },
 });
+
+Deno.test("serve(): an onListen that throws leaves no server running", () => {
+  assert.throws(
+    () =>
+      serve({
+        hostname: "127.0.0.1",
+        onListen: () => {
+          throw new Error("hook bug");
+        },
+      }, () => {}),
+    /hook bug/,
+  );
+  // The sanitizers fail this test if the listener or its loop were left.
+});
+
+Deno.test("serve(): a host name other than localhost is EINVAL, not the runtime's lookup", async () => {
+  assert.throws(
+    () => serve({ hostname: "web.test" }, () => {}),
+    (error: unknown) =>
+      error instanceof InvalidArgumentError &&
+      /invalid hostname "web\.test": expected an IP address/.test(
+        error.message,
+      ),
+  );
+  const server = serve({ hostname: "localhost" }, () => {});
+  assert.equal(server.addr.address, "127.0.0.1");
+  await server.shutdown();
+});
