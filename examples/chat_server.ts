@@ -46,6 +46,8 @@ function broadcast(from: Connection, line: string): void {
 const server = serve({
   hostname: "127.0.0.1",
   port,
+  // Clients may stay connected for long: a shutdown waits 2 s at most.
+  shutdownTimeout: 2000,
   concurrency: 100,
 }, async (conn, info) => {
   clients.set(conn, Promise.resolve());
@@ -72,5 +74,12 @@ const server = serve({
 
 console.log(`socket binded to ${server.addr.port}`);
 console.log("socket is listening");
-Deno.addSignalListener("SIGINT", () => server.shutdown());
+// Ctrl-C: stop accepting and give connected clients a moment to finish
+// (shutdownTimeout above); a second Ctrl-C quits at once.
+let interrupted = false;
+Deno.addSignalListener("SIGINT", () => {
+  if (interrupted) Deno.exit(130);
+  interrupted = true;
+  server.shutdown();
+});
 await server.finished;

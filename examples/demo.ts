@@ -70,7 +70,8 @@ try {
   await relay(client.stdout, "[client]");
   const { code } = await client.status;
   console.log(`[demo] the client exited with code ${code}`);
-  await greeted.promise;
+  // The server prints its line as it serves; it may also have died.
+  if (code === 0) await Promise.race([greeted.promise, server.status]);
 } finally {
   console.log("[demo] stopping the server with Ctrl-C (SIGINT)");
   try {

@@ -23,6 +23,8 @@ const port = parsePort(portArg ?? "12345", { allowZero: true });
 const server = serve({
   hostname: "127.0.0.1",
   port,
+  // Clients may stay connected for long: a shutdown waits 2 s at most.
+  shutdownTimeout: 2000,
   // Unlike the tutorial's server, serve many clients at a time: each one
   // may stay connected for as long as it likes.
   concurrency: 100,
@@ -40,5 +42,12 @@ const server = serve({
 
 console.log(`socket binded to ${server.addr.port}`);
 console.log("socket is listening");
-Deno.addSignalListener("SIGINT", () => server.shutdown());
+// Ctrl-C: stop accepting and give connected clients a moment to finish
+// (shutdownTimeout above); a second Ctrl-C quits at once.
+let interrupted = false;
+Deno.addSignalListener("SIGINT", () => {
+  if (interrupted) Deno.exit(130);
+  interrupted = true;
+  server.shutdown();
+});
 await server.finished;

@@ -41,4 +41,5 @@ await conn.sendAll(request);
 
 // The server sends its answer and closes: read until then.
 const response = await conn.recvAll();
-await Deno.stdout.write(response);
+// One write may take only part of a large answer: pipe it all.
+await ReadableStream.from([response]).pipeTo(Deno.stdout.writable);

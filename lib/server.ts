@@ -17,6 +17,7 @@ import { Connection, type ConnectionOptions } from "./connection.ts";
 import {
   fromRuntimeError,
   InvalidArgumentError,
+  SocketError,
   TimeoutError,
 } from "./errors.ts";
 import {
@@ -390,6 +391,11 @@ export class Server implements AsyncDisposable {
       } catch {
         // A failing hook must not stop the server.
       }
+      return;
+    }
+    // The module's own errors name the peer already.
+    if (error instanceof SocketError && error.host !== undefined) {
+      console.error(error.message);
       return;
     }
     const text = error instanceof Error ? error.message : String(error);
