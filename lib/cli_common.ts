@@ -130,24 +130,33 @@ export function portArg(value: string, allowZero = false): number {
   return usage(() => parsePort(value, { allowZero }));
 }
 
-/** A whole number from the command line, at least `min`. */
+/** A whole number from the command line, from `min` to `max`. */
 export function integerArg(
   value: string,
   name: string,
   min: number,
+  max = Number.MAX_SAFE_INTEGER,
 ): number {
-  const n = /^\d{1,15}$/.test(value) ? Number(value) : NaN;
-  if (!(n >= min)) {
+  const n = /^\d{1,16}$/.test(value) ? Number(value) : NaN;
+  if (!(n >= min && n <= max)) {
+    const range = max === Number.MAX_SAFE_INTEGER
+      ? `≥ ${min}`
+      : `from ${min} to ${max}`;
     throw new UsageError(
-      `invalid ${name} ${JSON.stringify(value)}: expected an integer ≥ ${min}`,
+      `invalid --${name} ${
+        JSON.stringify(value)
+      }: expected an integer ${range}`,
     );
   }
   return n;
 }
 
-/** Milliseconds from the command line. */
+/** The longest timer the runtime keeps, in milliseconds. */
+const MAX_MS = 2 ** 31 - 1;
+
+/** Milliseconds from the command line, checked before any output. */
 export function msArg(value: string, name: string): number {
-  return integerArg(value, name, 0);
+  return integerArg(value, name, 0, MAX_MS);
 }
 
 /** A string option's value, or `undefined` when it was not given. */

@@ -58,13 +58,16 @@ export async function telnetCommand(args: string[]): Promise<number> {
     copyStdin(conn).catch(() => {});
     await conn.readable.pipeTo(Deno.stdout.writable, { preventClose: true });
   } catch (error) {
+    // Only a write fails with a broken pipe: stdout's reader has gone (as
+    // in "| head"), which ends the command quietly, as it ends nc.
+    if (error instanceof Deno.errors.BrokenPipe) return 0;
     throw fromRuntimeError(error, { action: "recv from", host, port });
   } finally {
     conn.close();
   }
   printError("Connection closed by foreign host.");
-  // A read of stdin may still be pending, and nothing can cancel it.
-  Deno.exit(0);
+  // cli.ts exits with this code, ending a read of stdin still pending.
+  return 0;
 }
 
 function trace(event: AttemptEvent): void {
