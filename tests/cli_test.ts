@@ -357,8 +357,9 @@ Deno.test("cli serve: the tutorial's lines, refusals, graceful stop", async (t) 
       "0",
       "--backlog",
       "1",
+      // The second signal must come while the waiting one is busy.
       "--busy",
-      "1000",
+      "2000",
     ]);
     const [, port] = await proc.waitForLine(/^socket binded to (\d+)$/);
     await using first = await connect("127.0.0.1", Number(port));

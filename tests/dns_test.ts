@@ -322,7 +322,7 @@ Deno.test("queryDns(): silent server rejects with the signal's reason", async ()
     (error: unknown) => error === reason,
   );
   const elapsed = performance.now() - start;
-  assert.ok(elapsed >= 280 && elapsed < 1000, `took ${elapsed} ms`);
+  assert.ok(elapsed >= 280 && elapsed < 3000, `took ${elapsed} ms`);
   // Sent at 0, then every 100 ms until the abort at 300 ms.
   assert.ok(dns.queries.length >= 2 && dns.queries.length <= 4);
   assert.ok(dns.queries.every((q) => q.name === "silent.test"));
@@ -501,7 +501,7 @@ Deno.test("queryDns(): abort during TCP rejects and hangs up", async () => {
     queryDns("slow.test", "A", { server: fake.server, signal: abort.signal }),
     (error: unknown) => error === reason,
   );
-  assert.ok(performance.now() - start < 1000);
+  assert.ok(performance.now() - start < 3000);
   assert.equal(fake.tcpQueries.length, 1);
   await fake.tcpClientClosed; // the client closed its end
 });

@@ -182,8 +182,10 @@ Deno.test({
   ignore: noNc,
   async fn() {
     const [server, port] = await startServe([
+      // Long enough for the next two nc to connect while the first is busy,
+      // even on a loaded machine.
       "--busy",
-      "300",
+      "1500",
       "--backlog",
       "1",
     ]);
