@@ -11,27 +11,13 @@ import {
   ConnectionRefusedError,
   InvalidArgumentError,
   ResolveError,
-  type SocketError,
   TimeoutError,
 } from "../lib/errors.ts";
 import { startDnsServer } from "./fixtures/dns_server.ts";
 import { releasedPort } from "./fixtures/net.ts";
+import { rejectsWith } from "./fixtures/assertions.ts";
 
 const decoder = new TextDecoder();
-
-async function rejectsWith(
-  promise: Promise<unknown>,
-  type: new (...args: never[]) => SocketError,
-  code: string,
-): Promise<SocketError> {
-  const error = await promise.then(
-    () => assert.fail(`expected ${code}`),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof type, `expected ${type.name}, got ${error}`);
-  assert.equal(error.code, code);
-  return error;
-}
 
 /** A temporary hosts file; removed on dispose. */
 async function hostsFile(

@@ -10,10 +10,10 @@ import {
   InvalidArgumentError,
   MessageTooLargeError,
   SocketClosedError,
-  type SocketError,
   TimeoutError,
 } from "../lib/errors.ts";
 import { pattern, readBytes } from "./fixtures/net.ts";
+import { rejectsWith } from "./fixtures/assertions.ts";
 
 const decoder = new TextDecoder();
 
@@ -48,20 +48,6 @@ async function pair(
       return Promise.resolve();
     },
   };
-}
-
-async function rejectsWith(
-  promise: Promise<unknown>,
-  type: new (...args: never[]) => SocketError,
-  code: string,
-): Promise<SocketError> {
-  const error = await promise.then(
-    () => assert.fail(`expected ${code}`),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof type, `expected ${type.name}, got ${error}`);
-  assert.equal(error.code, code);
-  return error;
 }
 
 /** Writes all of `bytes` on a raw connection. */

@@ -9,28 +9,14 @@ import {
   InvalidArgumentError,
   PermissionDeniedError,
   ResolveError,
-  type SocketError,
 } from "../lib/errors.ts";
 import { gethostbyname, resolve } from "../lib/resolve.ts";
 import dgram from "node:dgram";
 import { startDnsServer } from "./fixtures/dns_server.ts";
+import { rejectsWith } from "./fixtures/assertions.ts";
 
 /** A nameServer that is never asked: its answer would not matter. */
 const UNUSED_NAME_SERVER = { ipAddr: "127.0.0.1", port: 9 };
-
-async function rejectsWith(
-  promise: Promise<unknown>,
-  type: new (...args: never[]) => SocketError,
-  code: string,
-): Promise<SocketError> {
-  const error = await promise.then(
-    () => assert.fail(`expected ${code}`),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof type, `expected ${type.name}, got ${error}`);
-  assert.equal(error.code, code);
-  return error;
-}
 
 /** A temporary hosts file with `text`; removed on dispose. */
 async function hostsFile(

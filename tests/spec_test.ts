@@ -37,24 +37,10 @@ import {
   readText,
   releasedPort,
 } from "./fixtures/net.ts";
+import { rejectsWith } from "./fixtures/assertions.ts";
 
 const GREETING = "Thank you for connecting";
 const decoder = new TextDecoder();
-
-/** Asserts that `promise` rejects with the module's error of `code`. */
-async function rejectsWith(
-  promise: Promise<unknown>,
-  type: new (...args: never[]) => SocketError,
-  code: string,
-): Promise<SocketError> {
-  const error = await promise.then(
-    () => assert.fail(`expected ${code}`),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof type, `expected ${type.name}, got ${error}`);
-  assert.equal(error.code, code);
-  return error;
-}
 
 function throwsWith(fn: () => unknown, code: string): SocketError {
   try {
