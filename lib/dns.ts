@@ -13,6 +13,7 @@
  */
 
 import dgram from "node:dgram";
+import { formatAddress } from "./address.ts";
 
 /** The answer to one query. */
 export interface DnsAnswer {
@@ -148,9 +149,7 @@ async function requireNet(server: { ipAddr: string; port: number }) {
   ) {
     return;
   }
-  const host = server.ipAddr.includes(":")
-    ? `[${server.ipAddr}]:${server.port}`
-    : `${server.ipAddr}:${server.port}`;
+  const host = formatAddress({ address: server.ipAddr, port: server.port });
   const { state } = await Deno.permissions.request({ name: "net", host });
   if (state !== "granted") {
     throw new Deno.errors.NotCapable(`Requires net access to "${host}"`);
