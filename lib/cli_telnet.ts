@@ -7,7 +7,7 @@
 
 import { type AttemptEvent, connect } from "./connect.ts";
 import type { Connection } from "./connection.ts";
-import { fromRuntimeError } from "./errors.ts";
+import { fromRuntimeError, reasonOf } from "./errors.ts";
 import {
   hostArg,
   parseCommandArgs,
@@ -73,7 +73,7 @@ export async function telnetCommand(args: string[]): Promise<number> {
 function trace(event: AttemptEvent): void {
   if (event.state === "trying") printError(`Trying ${event.address}...`);
   if (event.state === "failed") {
-    const reason = event.error?.message.replace(/^.*: /, "") ?? "failed";
+    const reason = event.error ? reasonOf(event.error) : "failed";
     printError(`telnet: connect to address ${event.address}: ${reason}`);
   }
 }

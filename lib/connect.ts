@@ -12,6 +12,7 @@ import {
   abortError,
   type AttemptFailure,
   fromRuntimeError,
+  reasonOf,
   type SocketError,
   TimeoutError,
 } from "./errors.ts";
@@ -256,9 +257,7 @@ function allFailed(
 ): SocketError {
   const last = failures[failures.length - 1].error;
   if (failures.length === 1) return last;
-  const each = failures.map((f) =>
-    `${f.address}: ${f.error.message.replace(/^.*: /, "")}`
-  );
+  const each = failures.map((f) => `${f.address}: ${reasonOf(f.error)}`);
   return fromRuntimeError(last.cause, {
     action: "connect to",
     host,

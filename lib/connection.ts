@@ -213,11 +213,14 @@ export class Connection implements AsyncDisposable, Disposable {
     const limit = checkCount(options.maxBytes, "maxBytes", 0) ??
       DEFAULT_RECV_ALL_LIMIT;
     const chunks: Uint8Array[] = [];
+    // One buffer for every read; each chunk keeps only the bytes it got.
+    const buffer = new Uint8Array(DEFAULT_RECV_SIZE);
     let total = 0;
     while (true) {
-      const chunk = await this.recv(DEFAULT_RECV_SIZE);
-      if (chunk === null) break;
-      total += chunk.length;
+      const n = await this.recvInto(buffer);
+      if (n === null) break;
+      const chunk = buffer.slice(0, n);
+      total += n;
       if (total > limit) {
         this.close();
         throw new MessageTooLargeError(

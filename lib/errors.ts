@@ -538,6 +538,18 @@ export function fromRuntimeError(
 }
 
 /**
+ * The reason part of an error's message, without what was being done and
+ * where: "Connection refused" from "connect to ::1 port 80: Connection
+ * refused". For traces that name the address themselves.
+ *
+ * @param error One of the module's errors.
+ * @returns The text after the last ": ".
+ */
+export function reasonOf(error: SocketError): string {
+  return error.message.replace(/^.*: /, "");
+}
+
+/**
  * The error for an aborted signal: a {@linkcode SocketError} reason passes
  * through (a timeout made by this module), anything else becomes
  * {@linkcode CancelledError}.
