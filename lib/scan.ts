@@ -343,6 +343,11 @@ const REFUSED = {
   code: "ECONNREFUSED",
   reason: "Connection refused",
 } as const;
+const SELF = {
+  state: "closed",
+  code: "ECONNREFUSED",
+  reason: "no listener: each connect reached itself",
+} as const;
 
 /** Why a probe's signal fired on its timer, and not for a cancel. */
 const TIMED_OUT = Symbol("timed out");
@@ -363,13 +368,10 @@ async function probe(
   try {
     for (const { address } of plan.addresses) {
       try {
-        const conn = await Deno.connect({
-          hostname: address,
-          port,
-          signal: controller.signal,
-        });
-        conn.close();
-        return done({ address, state: "open" });
+        if (await connectsToListener(address, port, controller.signal)) {
+          return done({ address, state: "open" });
+        }
+        last = { address, ...SELF };
       } catch (error) {
         if (controller.signal.reason === TIMED_OUT) {
           return done({
@@ -408,6 +410,31 @@ async function probe(
   }
   // deno-lint-ignore no-non-null-assertion -- resolve() gives ≥ 1 address
   return done(last!);
+}
+
+/** Tries of a port that keep reaching the scanner's own socket. */
+const SELF_TRIES = 3;
+
+/**
+ * Connects and closes at once; false when the connect reached its own
+ * socket: a port in the ephemeral range, with no listener, can be picked
+ * as the connect's own local port, and TCP's simultaneous open then
+ * "succeeds" (Go's dialer guards against the same). Another try picks
+ * another local port.
+ */
+async function connectsToListener(
+  address: string,
+  port: number,
+  signal: AbortSignal,
+): Promise<boolean> {
+  for (let i = 0; i < SELF_TRIES; i++) {
+    const conn = await Deno.connect({ hostname: address, port, signal });
+    const self = conn.localAddr.port === conn.remoteAddr.port &&
+      conn.localAddr.hostname === conn.remoteAddr.hostname;
+    conn.close();
+    if (!self) return true;
+  }
+  return false;
 }
 
 function stateOf(error: SocketError): PortState {
