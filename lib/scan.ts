@@ -255,7 +255,7 @@ interface Plan {
 type Outcome =
   | { kind: "done"; result: PortResult }
   | { kind: "exhausted"; cause: unknown }
-  | { kind: "fatal"; error: SocketError }
+  | { kind: "fatal"; error: unknown }
   | { kind: "stopped" };
 
 /**
@@ -323,7 +323,9 @@ function runScan(plan: Plan): Promise<PortResult[]> {
     const controller = new AbortController();
     controllers.add(controller);
     running++;
-    probe(plan, ports[index], controller).then((outcome) => {
+    // A bug in probe must fail the scan, not leave it waiting forever.
+    const fatal = (error: unknown): Outcome => ({ kind: "fatal", error });
+    probe(plan, ports[index], controller).catch(fatal).then((outcome) => {
       controllers.delete(controller);
       running--;
       settle(outcome, index);
