@@ -7,6 +7,7 @@
  * deno run -N cli.ts client --port 12345
  * deno run -N cli.ts telnet localhost 12345
  * deno run -N cli.ts connect localhost 12345
+ * deno run -N cli.ts scan 127.0.0.1 20-25,80,8000-8100
  * ```
  *
  * @module
@@ -18,6 +19,7 @@ import { connectCommand } from "./lib/cli_connect.ts";
 import { serveCommand } from "./lib/cli_serve.ts";
 import { clientCommand } from "./lib/cli_client.ts";
 import { telnetCommand } from "./lib/cli_telnet.ts";
+import { scanCommand } from "./lib/cli_scan.ts";
 
 const COMMANDS: Record<string, Command> = {
   resolve: resolveCommand,
@@ -25,6 +27,7 @@ const COMMANDS: Record<string, Command> = {
   serve: serveCommand,
   client: clientCommand,
   telnet: telnetCommand,
+  scan: scanCommand,
 };
 
 const HELP = `Usage: deno run -N cli.ts COMMAND [options]
@@ -37,6 +40,7 @@ Commands:
   serve               the tutorial's server
   client              the tutorial's client: connect, recv(1024), print
   telnet HOST PORT    an interactive, pipe-friendly telnet
+  scan HOST PORTS     which ports are open (nc -z): 20-25,80,8000-8100
 
 Run "deno run -N cli.ts COMMAND --help" for a command's options.
 Names in /etc/hosts need --allow-read=/etc/hosts as well.

@@ -10,6 +10,7 @@
  * | `s.connect((host, port))`      | {@linkcode connect}                    |
  * | `s.sendall(data)`, `s.recv(n)` | {@linkcode Connection}                 |
  * | `bind`, `listen(5)`, `accept`  | {@linkcode serve}                      |
+ * | "is anything listening?"       | {@linkcode scan}, {@linkcode parsePorts} |
  * | `socket.error`, `gaierror`     | {@linkcode SocketError}, {@linkcode ResolveError} |
  *
  * @example The tutorial's server and client in one program
@@ -80,3 +81,10 @@ export {
   Server,
   type ServerStats,
 } from "./lib/server.ts";
+export {
+  parsePorts,
+  type PortResult,
+  type PortState,
+  scan,
+  type ScanOptions,
+} from "./lib/scan.ts";
