@@ -25,6 +25,14 @@ export interface LineWriterOptions {
    */
   lineByLine?: boolean;
   /**
+   * Milliseconds `close()` waits for a stdout that takes nothing at all
+   * (a reader that stopped reading) before it gives up on the lines left,
+   * so that such a stdout cannot keep the program from exiting.
+   *
+   * @default {2000}
+   */
+  stallTimeout?: number;
+  /**
    * Bytes that may wait while stdout does not keep up; past that, lines
    * are dropped and counted, and a line saying how many is written in
    * their place, so that a stuck stdout cannot grow memory without bound.
@@ -53,6 +61,8 @@ export class LineWriter {
   readonly #interval: number;
   readonly #lineByLine: boolean;
   readonly #maxBuffered: number;
+  readonly #stallTimeout: number;
+  #progressAt = 0;
   #pending: string[] = [];
   #pendingBytes = 0;
   #dropped = 0;
@@ -65,6 +75,7 @@ export class LineWriter {
     this.#interval = options.interval ?? 20;
     this.#lineByLine = options.lineByLine ?? Deno.stdout.isTerminal();
     this.#maxBuffered = options.maxBuffered ?? 1024 * 1024;
+    this.#stallTimeout = options.stallTimeout ?? 2000;
   }
 
   /** Appends one line (a newline is added); returns at once. */
@@ -91,9 +102,24 @@ export class LineWriter {
     while (this.#writing !== undefined) await this.#writing;
   }
 
-  /** Flushes and clears the timer: the last call, before the exit. */
+  /**
+   * Flushes and clears the timer: the last call, before the exit. Gives
+   * up once stdout has taken nothing for `stallTimeout` (the write still
+   * pending then ends with the process).
+   */
   async close(): Promise<void> {
-    await this.flush();
+    const flushed = this.flush().then(() => true);
+    this.#progressAt = performance.now();
+    while (true) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const tick = new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), this.#stallTimeout / 4);
+      });
+      const done = await Promise.race([flushed, tick]);
+      clearTimeout(timer);
+      if (done) break;
+      if (performance.now() - this.#progressAt >= this.#stallTimeout) break;
+    }
     clearTimeout(this.#timer);
     this.#timer = undefined;
   }
@@ -124,6 +150,7 @@ export class LineWriter {
         let written = 0;
         while (written < bytes.length) {
           written += await Deno.stdout.write(bytes.subarray(written));
+          this.#progressAt = performance.now();
         }
       } catch {
         // Closed or broken (EPIPE): nobody reads any more; drop quietly.
