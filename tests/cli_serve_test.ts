@@ -146,6 +146,9 @@ Deno.test("cli serve: the tutorial's lines, refusals, graceful stop", async (t) 
       await using proc = startServe("--busy", "60000");
       const [, port] = await proc.waitForLine(/^socket binded to (\d+)$/);
       const clients = Array.from({ length: 3 }, () => visit(port, 10_000));
+      // Awaited below; a failing step before that must not leave them
+      // unhandled.
+      for (const client of clients) client.catch(() => {});
       // All three accepted: one running, two waiting.
       await proc.waitForLine(/^Got connection from/);
       proc.kill("SIGINT");
@@ -166,6 +169,7 @@ Deno.test("cli serve: the tutorial's lines, refusals, graceful stop", async (t) 
       await using proc = startServe("--busy", "300");
       const [, port] = await proc.waitForLine(/^socket binded to (\d+)$/);
       const client = visit(port);
+      client.catch(() => {}); // Awaited below.
       await proc.waitForLine(/^Got connection from/);
       proc.kill("SIGINT");
       await proc.waitForLine(
@@ -184,6 +188,7 @@ Deno.test("cli serve: the tutorial's lines, refusals, graceful stop", async (t) 
       await using proc = startServe("--busy", "200");
       const [, port] = await proc.waitForLine(/^socket binded to (\d+)$/);
       const client = visit(port);
+      client.catch(() => {}); // Awaited below.
       await proc.waitForLine(/^Got connection from/);
       proc.kill(signal);
       assert.equal(await client, GREETING);
