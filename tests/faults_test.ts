@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import {
   connect,
+  Connection,
   ConnectionResetError,
   type ConnectOptions,
   gethostbyname,
@@ -29,18 +30,21 @@ import {
 } from "../mod.ts";
 import {
   counter,
+  floodClients,
   GREETING,
   openDescriptors,
+  type Outcome,
   percentile,
   pool,
   python3Missing,
   REFUSAL,
-  releasedPort,
   resetClients,
   visit,
   work,
 } from "./fixtures/fault_clients.ts";
 import { startDnsServer } from "./fixtures/dns_server.ts";
+import { within } from "./fixtures/deadline.ts";
+import { startCli } from "./fixtures/process.ts";
 
 const decoder = new TextDecoder();
 const MiB = 1024 * 1024;
@@ -296,66 +300,122 @@ Deno.test("faults: without an idle timeout a loris holds only its own slot", asy
   }
 });
 
-/** One flood; checks every count exactly, returns the refusal latencies. */
-async function flood(attempts: number, width: number): Promise<number[]> {
-  const started: number[] = [];
-  const { server, errors } = start({
-    backlog: 5,
-    concurrency: 1,
-    refusalMessage: REFUSAL,
-    onConnection: (info) => started.push(info.id),
-  }, async (conn) => {
-    await work(5);
-    await conn.sendAll(GREETING);
-  });
-  try {
-    const t0 = performance.now();
-    const outcomes = await pool(attempts, width, () => visit(server.addr.port));
-    const elapsed = performance.now() - t0;
-    const served = outcomes.filter((o) => o.text === GREETING);
-    const refused = outcomes.filter((o) => o.text === REFUSAL);
-    const other = outcomes.filter((o) =>
-      o.text !== GREETING && o.text !== REFUSAL
-    );
-    assert.deepEqual(other, [], "every client is served or refused");
-    assert.equal(served.length + refused.length, attempts);
-    await server.shutdown();
-    assert.deepEqual(errors, []);
-    assert.deepEqual(server.stats, {
-      accepted: attempts,
-      served: served.length,
-      failed: 0,
-      refused: refused.length,
-      waiting: 0,
-      active: 0,
-    });
-    assert.ok(served.length > 0 && refused.length > 0);
-    // Handlers start in arrival order: the waiting are served first in,
-    // first out.
-    assert.equal(started.length, served.length);
-    assert.ok(started.every((id, i) => i === 0 || id > started[i - 1]));
-    const latencies = refused.map((o) => o.ms);
-    console.log(
-      `flood: ${served.length} served, ${refused.length} refused in ${
-        elapsed.toFixed(0)
-      } ms; refusal p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${
-        percentile(latencies, 99).toFixed(1)
-      } ms`,
-    );
-    return latencies;
-  } finally {
-    await server.shutdown();
-  }
+const FLOOD = 2000;
+/**
+ * Sorts a flood's outcomes and checks the issue's conditions: everyone
+ * served or refused, none left hanging, every client done within 1 s (a
+ * dropped SYN is sent again only after a second, so a slower one was
+ * dropped by a full kernel queue). Returns the counts.
+ */
+function judgeFlood(
+  outcomes: Outcome[],
+  greeting: string,
+  refusal: string,
+  what: string,
+): { served: number; refused: number; latencies: number[] } {
+  const served = outcomes.filter((o) => o.text === greeting);
+  const refused = outcomes.filter((o) => o.text === refusal && !o.code);
+  const other = outcomes.filter((o) =>
+    o.text !== greeting && !(o.text === refusal && !o.code)
+  );
+  const slow = outcomes.filter((o) => o.ms >= 1000);
+  const latencies = refused.map((o) => o.ms);
+  console.log(
+    `flood (${what}): ${served.length} served, ${refused.length} refused, ${
+      outcomes.filter((o) => o.code === "HUNG").length
+    } hung, ${other.length} other, ${slow.length} took ≥ 1 s; refusal p50 ${
+      percentile(latencies, 50).toFixed(1)
+    } ms, p99 ${percentile(latencies, 99).toFixed(1)} ms`,
+  );
+  assert.equal(outcomes.length, FLOOD);
+  assert.deepEqual(other.slice(0, 5), [], "every client served or refused");
+  assert.equal(served.length + refused.length, FLOOD);
+  assert.deepEqual(slow.slice(0, 5), [], "every client done within 1 s");
+  assert.ok(served.length > 0 && refused.length > 0);
+  return { served: served.length, refused: refused.length, latencies };
 }
 
-Deno.test("faults: a flood past the backlog is served or refused at once, exactly", async () => {
-  const latencies = await flood(2000, 64);
-  // "At once" as opposed to the kernel's way: a dropped SYN is sent again
-  // only after a second. The p99 figure (under 100 ms) is measured by the
-  // benchmarks' admission row, since a shared machine's stalls are not the
-  // server's.
-  const slowest = Math.max(...latencies);
-  assert.ok(slowest < 1000, `a refusal took ${slowest} ms`);
+Deno.test({
+  name:
+    "faults: 2,000 clients at once against serve() with backlog 5 are served or refused within 1 s, exactly",
+  ignore: pythonSkip !== undefined,
+  fn: async () => {
+    const started: number[] = [];
+    // No kernelBacklog: the default must absorb the burst.
+    const { server, errors } = start({
+      backlog: 5,
+      concurrency: 1,
+      refusalMessage: REFUSAL,
+      onConnection: (info) => started.push(info.id),
+    }, async (conn) => {
+      await work(5);
+      await conn.sendAll(GREETING);
+    });
+    try {
+      const outcomes = await floodClients(server.addr.port, FLOOD);
+      const { served, refused } = judgeFlood(
+        outcomes,
+        GREETING,
+        REFUSAL,
+        "serve()",
+      );
+      await within(server.shutdown(), 10_000, "the shutdown");
+      assert.deepEqual(errors, []);
+      assert.deepEqual(server.stats, {
+        accepted: FLOOD,
+        served,
+        failed: 0,
+        refused,
+        waiting: 0,
+        active: 0,
+      });
+      // Handlers start in arrival order: the waiting are served first in,
+      // first out.
+      assert.equal(started.length, served);
+      assert.ok(started.every((id, i) => i === 0 || id > started[i - 1]));
+    } finally {
+      await server.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "faults: 2,000 clients at once against cli.ts serve --backlog 5 --concurrency 1 --busy 5, exactly",
+  ignore: pythonSkip !== undefined,
+  fn: async () => {
+    await using proc = startCli([
+      "serve",
+      "--hostname",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--backlog",
+      "5",
+      "--concurrency",
+      "1",
+      "--busy",
+      "5",
+    ]);
+    const [, port] = await proc.waitForLine(/^socket binded to (\d+)$/);
+    const outcomes = await floodClients(Number(port), FLOOD);
+    const { served, refused } = judgeFlood(
+      outcomes,
+      "Thank you for connecting",
+      "server busy, try again later\n",
+      "cli.ts serve",
+    );
+    proc.kill("SIGINT");
+    const exit = await proc.exit(20_000);
+    assert.equal(exit.code, 0, proc.report());
+    assert.match(
+      proc.stdout,
+      new RegExp(
+        `\nserver stopped: accepted ${FLOOD}, served ${served}, failed 0, refused ${refused}\n$`,
+      ),
+    );
+    assert.equal(proc.stdout.match(/^Refused connection/gm)?.length, refused);
+  },
 });
 
 /** Serves `cycles` greetings, `width` at a time; returns how long it took. */
@@ -617,11 +677,12 @@ async function rejectsNaming(
 }
 
 Deno.test("faults: bad input to every public function is EINVAL, before any socket", async (t) => {
-  // A port that is taken and one where nothing listens: a bad argument must
-  // fail as EINVAL, not as EADDRINUSE or ECONNREFUSED, proving it was
-  // caught before a socket was made.
+  // A port that is taken, where a server listens: a bad argument must fail
+  // as EINVAL, not as EADDRINUSE nor by connecting, proving it was caught
+  // before a socket was made. (Held for the whole test: a port released
+  // and reused could be anyone's by then.)
   await using taken = serve({ hostname: "127.0.0.1" }, () => {});
-  const closed = releasedPort();
+  const closed = taken.addr.port;
   const noop = () => {};
   const before = openDescriptors();
 
@@ -818,8 +879,10 @@ Deno.test("faults: thousands of random arguments raise nothing but the module's 
   const next = random(SEED);
   await using dns = await startDnsServer({});
   const nameServer = { ipAddr: dns.hostname, port: dns.port };
-  const closed = releasedPort();
+  // Valid connects reach a server held for the whole test (never a port
+  // released and maybe reused), and are closed at once.
   await using quiet = serve({ hostname: "127.0.0.1" }, () => {});
+  const closed = quiet.addr.port;
   await using conn = await connect("127.0.0.1", quiet.addr.port);
   const before = openDescriptors();
   const outcomes = new Map<string, number>();
@@ -912,7 +975,8 @@ Deno.test("faults: thousands of random arguments raise nothing but the module's 
     const [name, run] = pick(targets);
     const value = randomValue(next);
     try {
-      await run(value);
+      const result = await run(value);
+      if (result instanceof Connection) result.close();
       note("returned");
     } catch (error) {
       if (!(error instanceof SocketError)) {
