@@ -4,17 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import { connect, serve } from "../mod.ts";
+import { serve } from "../mod.ts";
 import { startDnsServer } from "./fixtures/dns_server.ts";
-import {
-  CLI,
-  DENO,
-  missing,
-  run,
-  runCli,
-  start,
-  startCli,
-} from "./fixtures/process.ts";
+import { CLI, DENO, missing, run, runCli, start } from "./fixtures/process.ts";
 
 const GREETING = "Thank you for connecting";
 
