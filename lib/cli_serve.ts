@@ -12,11 +12,13 @@ import {
   integerArg,
   msArg,
   parseCommandArgs,
+  type ParsedArgs,
   portArg,
   printError,
-  printJson,
   stringOption,
+  unescapeArg,
 } from "./cli_common.ts";
+import { LineWriter } from "./cli_output.ts";
 
 /** The help text of `serve`. */
 export const SERVE_HELP = `Usage: deno run -N cli.ts serve [options]
@@ -25,9 +27,15 @@ The tutorial's server: binds, listens, greets each connection and closes it.
 Prints "Socket successfully created", "socket binded to PORT", "socket is
 listening", then "Got connection from (ADDRESS, PORT)" as each connection is
 served and "Refused connection from (ADDRESS, PORT): backlog full" for each
-one turned away. Ctrl-C (SIGINT) or SIGTERM stops it gracefully: no new
-connections, the waiting ones are served, then one line of counters; a
-second signal cuts --busy short and skips the greetings still to send.
+one turned away (these lines are buffered and written every few
+milliseconds, at once on a terminal, so that printing never slows the
+server). A refused client gets the refusal message, then end of stream.
+
+Ctrl-C (SIGINT), SIGTERM or SIGHUP stops it gracefully: no new
+connections, one line "stopping: N connections to finish", the waiting
+ones are served, then one line of counters. A second signal cuts --busy
+short and skips the greetings still to send: those connections are closed
+without a greeting and counted as failed (and as skipped).
 
 Options:
   --hostname H        address to bind (default "": every IPv4 interface, as
@@ -35,10 +43,21 @@ Options:
   --port N            port to bind, 0 for any free one (default 12345)
   --backlog N         connections that may wait while busy (default 5)
   --concurrency N     connections served at once (default 1)
+  --kernel-backlog N  the kernel's accept queue (listen(2)'s backlog), which
+                      only absorbs bursts between two accepts (default: as
+                      deep as the system allows, net.core.somaxconn)
   --message TEXT      the greeting (default "Thank you for connecting")
+  --refusal-message TEXT
+                      sent to a refused client before closing (default
+                      "server busy, try again later\\n"); "" for none;
+                      takes the escapes \\n, \\r, \\t and \\\\
   --busy MS           wait MS before greeting, to watch the backlog fill
-  --idle-timeout MS   drop a connection that makes no progress for MS
-                      (default 30000; 0 for never)
+  --idle-timeout MS   drop a connection when one write makes no progress
+                      for MS (default 30000; 0 for never); a client that
+                      reads a little more often than that is not dropped
+  --max-time MS       the longest a connection is served, --busy included:
+                      this ends a client that reads a byte at a time
+                      (default 60000; 0 for never)
   --json              one JSON object per line instead of the text
   --debug             print the stack of an error
   -h, --help          this help
@@ -46,42 +65,98 @@ Options:
 Exit status: 0 stopped by a signal, 1 could not bind, 2 usage error.
 `;
 
-/** Runs `serve` until SIGINT or SIGTERM and returns the exit code. */
+/** What a refused client is told by default. */
+export const DEFAULT_REFUSAL = "server busy, try again later\n";
+
+/** A greeting skipped by the second signal: failed, and not an error. */
+class Skipped extends Error {
+  constructor() {
+    super("skipped by the second signal");
+    this.name = "Skipped";
+  }
+}
+
+/** The signals that stop the server: SIGHUP too, where it exists. */
+const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
+  ? ["SIGINT"]
+  : ["SIGINT", "SIGTERM", "SIGHUP"];
+
+/** The settings of `serve`, from its command line. */
+interface ServeSettings {
+  hostname: string;
+  port: number;
+  backlog: number;
+  concurrency: number;
+  kernelBacklog: number | undefined;
+  message: string;
+  refusal: string;
+  busy: number;
+  idle: number;
+  maxTime: number;
+  json: boolean;
+}
+
+function settings(values: ParsedArgs["values"]): ServeSettings {
+  const option = (name: string) => stringOption(values, name);
+  const hostnameText = option("hostname") ?? "";
+  const kernelText = option("kernel-backlog");
+  const busyText = option("busy");
+  return {
+    hostname: hostnameText === "" ? "" : hostArg(hostnameText),
+    port: portArg(option("port") ?? "12345", true),
+    backlog: integerArg(option("backlog") ?? "5", "backlog", 0),
+    concurrency: integerArg(option("concurrency") ?? "1", "concurrency", 1),
+    kernelBacklog: kernelText === undefined
+      ? undefined
+      : integerArg(kernelText, "kernel-backlog", 1, 2 ** 31 - 1),
+    message: option("message") ?? "Thank you for connecting",
+    refusal: unescapeArg(
+      option("refusal-message") ?? DEFAULT_REFUSAL,
+      "--refusal-message",
+    ),
+    busy: busyText === undefined ? 0 : msArg(busyText, "busy"),
+    idle: msArg(option("idle-timeout") ?? "30000", "idle-timeout"),
+    maxTime: msArg(option("max-time") ?? "60000", "max-time"),
+    json: values.json === true,
+  };
+}
+
+/** Runs `serve` until SIGINT, SIGTERM or SIGHUP; returns the exit code. */
 export async function serveCommand(args: string[]): Promise<number> {
   const { values } = parseCommandArgs(args, {
     hostname: { type: "string" },
     port: { type: "string" },
     backlog: { type: "string" },
     concurrency: { type: "string" },
+    "kernel-backlog": { type: "string" },
     message: { type: "string" },
+    "refusal-message": { type: "string" },
     busy: { type: "string" },
     "idle-timeout": { type: "string" },
+    "max-time": { type: "string" },
     json: { type: "boolean" },
   }, 0);
   if (values.help) {
     console.log(SERVE_HELP);
     return 0;
   }
-  const option = (name: string) => stringOption(values, name);
-  const hostnameText = option("hostname") ?? "";
-  const hostname = hostnameText === "" ? "" : hostArg(hostnameText);
-  const port = portArg(option("port") ?? "12345", true);
-  const backlog = integerArg(option("backlog") ?? "5", "backlog", 0);
-  const concurrency = integerArg(
-    option("concurrency") ?? "1",
-    "concurrency",
-    1,
-  );
-  const message = option("message") ?? "Thank you for connecting";
-  const busyText = option("busy");
-  const busy = busyText === undefined ? 0 : msArg(busyText, "busy");
-  const idle = msArg(option("idle-timeout") ?? "30000", "idle-timeout");
-  const json = values.json === true;
+  const s = settings(values);
+  // Every line goes through one buffer, in order, and the accept loop
+  // never waits for stdout.
+  const out = new LineWriter();
+  try {
+    return await run(s, out);
+  } finally {
+    await out.close();
+  }
+}
 
+async function run(s: ServeSettings, out: LineWriter): Promise<number> {
   // A second signal cuts the busy waits short and skips unsent greetings.
   const hurry = new AbortController();
+  let skipped = 0;
   const print = (line: string, event: Record<string, unknown>) =>
-    json ? printJson(event) : console.log(line);
+    out.line(s.json ? JSON.stringify(event) : line);
   const peer = (info: ConnectionInfo) => ({
     id: info.id,
     address: info.remoteAddr.address,
@@ -89,13 +164,15 @@ export async function serveCommand(args: string[]): Promise<number> {
     family: info.remoteAddr.family,
   });
 
-  print("Socket successfully created", { event: "created" });
   const server = serve({
-    hostname,
-    port,
-    backlog,
-    concurrency,
-    idleTimeout: idle === 0 ? undefined : idle,
+    hostname: s.hostname,
+    port: s.port,
+    backlog: s.backlog,
+    concurrency: s.concurrency,
+    kernelBacklog: s.kernelBacklog,
+    refusalMessage: s.refusal,
+    idleTimeout: s.idle === 0 ? undefined : s.idle,
+    handlerTimeout: s.maxTime === 0 ? undefined : s.maxTime,
     onConnection: (info) =>
       print(`Got connection from ${pythonAddress(info.remoteAddr)}`, {
         event: "connection",
@@ -108,18 +185,26 @@ export async function serveCommand(args: string[]): Promise<number> {
         }: backlog full`,
         { event: "refused", ...peer(info) },
       ),
-    onError: (error, info) =>
+    onError: (error, info) => {
+      if (error instanceof Skipped) {
+        skipped++;
+        return;
+      }
       printError(
         `connection from ${pythonAddress(info.remoteAddr)} failed: ${
           error instanceof Error ? error.message : String(error)
         }`,
-      ),
+      );
+    },
   }, async (conn, info) => {
     const signal = AbortSignal.any([info.signal, hurry.signal]);
-    if (busy > 0) await sleep(busy, signal);
-    if (signal.aborted) return;
-    await conn.sendAll(message);
+    if (s.busy > 0) await sleep(s.busy, signal);
+    if (hurry.signal.aborted) throw new Skipped();
+    if (info.signal.aborted) throw info.signal.reason;
+    await conn.sendAll(s.message);
   });
+  // Only once a socket exists: a bind error prints none of the lines.
+  print("Socket successfully created", { event: "created" });
   const { address, family } = server.addr;
   print(`socket binded to ${server.addr.port}`, {
     event: "bound",
@@ -132,24 +217,46 @@ export async function serveCommand(args: string[]): Promise<number> {
   const stopped = Promise.withResolvers<void>();
   let signals = 0;
   const onSignal = () => {
-    if (++signals === 1) stopped.resolve();
-    else hurry.abort();
+    if (++signals === 1) {
+      stopping(server.stats, print);
+      stopped.resolve();
+    } else {
+      hurry.abort();
+    }
   };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  for (const name of STOP_SIGNALS) Deno.addSignalListener(name, onSignal);
   try {
     await Promise.race([stopped.promise, server.finished]);
     await server.shutdown();
   } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    for (const name of STOP_SIGNALS) Deno.removeSignalListener(name, onSignal);
   }
-  print(summary(server.stats), { event: "stopped", ...server.stats });
+  print(summary(server.stats, skipped), {
+    event: "stopped",
+    ...server.stats,
+    skipped,
+  });
   return 0;
 }
 
-function summary(stats: ServerStats): string {
-  return `server stopped: accepted ${stats.accepted}, served ${stats.served}, failed ${stats.failed}, refused ${stats.refused}`;
+/** The first signal's line: what is left to do, and how to skip it. */
+function stopping(
+  stats: ServerStats,
+  print: (line: string, event: Record<string, unknown>) => void,
+): void {
+  const left = stats.active + stats.waiting;
+  const line = left === 0
+    ? "stopping: no connections to finish"
+    : `stopping: ${left} connection${
+      left === 1 ? "" : "s"
+    } to finish, Ctrl-C again to skip ${left === 1 ? "it" : "them"}`;
+  print(line, { event: "stopping", left });
+}
+
+function summary(stats: ServerStats, skipped: number): string {
+  const line =
+    `server stopped: accepted ${stats.accepted}, served ${stats.served}, failed ${stats.failed}, refused ${stats.refused}`;
+  return skipped === 0 ? line : `${line} (${skipped} skipped)`;
 }
 
 /** Waits `ms`, or less if the signal aborts. */

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { AsyncLocalStorage } from "node:async_hooks";
 import {
   describe,
   fromDenoAddr,
@@ -84,9 +85,18 @@ export interface ServeOptions extends ConnectionOptions {
    * The kernel's accept queue (`listen(2)`'s backlog). The accept loop
    * drains it at all times and enforces `backlog` itself, so this only
    * needs to absorb a burst between two accepts: a full kernel queue drops
-   * new clients' packets silently, and they hang until they time out.
+   * new clients' packets silently, and they hang until they time out
+   * (a dropped SYN is sent again only after a second).
    *
-   * @default {Math.max(backlog, 511)}
+   * By default the queue is as deep as the system allows, as Go does:
+   * Linux caps `listen`'s backlog at `net.core.somaxconn`, so the default
+   * is that file's value (`/proc/sys/net/core/somaxconn`) when read
+   * permission for it is already granted, and 4096 otherwise (Linux's
+   * default somaxconn since 5.4; a larger request is capped by the kernel
+   * anyway, so 4096 gets the full depth on most systems). The permission
+   * is only queried, never requested: `serve()` never prompts.
+   *
+   * @default {Math.max(backlog, somaxconn or 4096)}
    */
   kernelBacklog?: number;
   /**
@@ -98,11 +108,22 @@ export interface ServeOptions extends ConnectionOptions {
   concurrency?: number;
   /** Stops the server, as {@linkcode Server.shutdown}. */
   signal?: AbortSignal;
-  /** Sent to each refused connection before it is closed. */
+  /**
+   * Sent to each refused connection before it is closed. A refusal being
+   * written holds a descriptor (a client that takes a long message slowly,
+   * or never reads it, holds one): at most 1,024 are written in full at
+   * once, and past that, or past the shutdown deadline, a refusal gets one
+   * write (as much of the message as the socket takes at once, all of a
+   * short one) and is closed. Each write waits at most `idleTimeout`, and
+   * the shutdown cuts those still going at `shutdownTimeout`.
+   */
   refusalMessage?: string | Uint8Array;
   /**
-   * Milliseconds a handler may run; then its `info.signal` aborts, its
-   * connection is closed, and it counts as failed with `ETIMEDOUT`.
+   * Milliseconds a handler may run, in all; then its `info.signal`
+   * aborts, its connection is closed, and it counts as failed with
+   * `ETIMEDOUT`. This is the bound that ends a slow loris: `idleTimeout`
+   * bounds only each wait for progress, so a peer that sends or reads a
+   * byte a little faster than that keeps a connection forever.
    */
   handlerTimeout?: number;
   /**
@@ -113,9 +134,12 @@ export interface ServeOptions extends ConnectionOptions {
    */
   waitingOnShutdown?: "serve" | "refuse";
   /**
-   * Milliseconds a shutdown waits for handlers to finish; then their
-   * signals abort and their connections are closed. Waits for as long as
-   * they take when not given.
+   * Milliseconds the whole shutdown may take, counted from the call: then
+   * the connections still waiting are refused (one write of
+   * `refusalMessage`), running
+   * handlers' signals abort and their connections are closed (they count
+   * as failed), and refusals still being written are cut and closed.
+   * Waits for as long as they take when not given.
    */
   shutdownTimeout?: number;
   /** Called once, when the server is listening. */
@@ -157,11 +181,18 @@ interface Entry {
   stop?: (reason: unknown) => void;
   /** The running handler, settled once its connection is counted. */
   task?: Promise<void>;
+  /** Its handler called `shutdown()`, which does not wait for it. */
+  asked?: boolean;
 }
 
 const DEFAULT_BACKLOG = 128;
-const DEFAULT_KERNEL_BACKLOG = 511;
+const FALLBACK_KERNEL_BACKLOG = 4096;
+const SOMAXCONN = "/proc/sys/net/core/somaxconn";
 const MAX_ACCEPT_BACKOFF = 1000;
+const MAX_PENDING_REFUSALS = 1024;
+
+/** Which entry's handler is running, to know who calls `shutdown()`. */
+const handlerContext = new AsyncLocalStorage<Entry>();
 
 /**
  * A listening server, from {@linkcode serve}. Stop it with `shutdown()`,
@@ -189,12 +220,17 @@ export class Server implements AsyncDisposable {
   readonly #concurrency: number;
   readonly #waiting: Entry[] = [];
   readonly #running = new Set<Entry>();
-  readonly #refusals = new Set<Promise<void>>();
+  /** Refusals being written, each with its connection, to cut them. */
+  readonly #refusals = new Map<Promise<void>, Connection>();
   readonly #counts = { accepted: 0, served: 0, failed: 0, refused: 0 };
   readonly #stopped = Promise.withResolvers<void>();
+  /** Resolved when all but the handlers that asked for the stop are done. */
+  readonly #othersDone = Promise.withResolvers<void>();
   readonly #loop: Promise<void>;
   #nextId = 1;
   #stopping = false;
+  /** Past the shutdown deadline: refusals go without their message. */
+  #cut = false;
   /** Made at shutdown; resolved when no handler runs and none waits. */
   #idle: PromiseWithResolvers<void> | undefined;
   #pause:
@@ -230,15 +266,41 @@ export class Server implements AsyncDisposable {
   /**
    * Stops the server: stops accepting and closes the listener, serves or
    * refuses the waiting connections (`waitingOnShutdown`), lets running
-   * handlers finish (up to `shutdownTimeout`), then resolves. Calling it
-   * again returns the same promise.
+   * handlers finish and refusals be written (all within
+   * `shutdownTimeout`), then resolves. Calling it again returns the same
+   * promise.
    *
-   * @returns {@linkcode Server.finished}.
+   * A handler may call it too: the shutdown does not wait for the handler
+   * that asked for it (which would wait for itself forever), so the
+   * promise it gets resolves once everything else is done, and
+   * {@linkcode Server.finished} once that handler has returned as well.
+   *
+   * @example Stop from inside a handler
+   * ```ts
+   * import { connect, serve } from "@socket-programming/socket";
+   *
+   * const server = serve({ hostname: "127.0.0.1" }, async (conn) => {
+   *   await conn.sendAll("bye");
+   *   await server.shutdown(); // resolves: it does not wait for itself
+   * });
+   * await using conn = await connect("127.0.0.1", server.addr.port);
+   * console.log(new TextDecoder().decode(await conn.recvAll())); // "bye"
+   * await server.finished;
+   * ```
+   *
+   * @returns {@linkcode Server.finished}, or for a handler of this server,
+   *   a promise that resolves when all but the handlers that asked are done.
    */
   shutdown(): Promise<void> {
     if (!this.#stopping) {
       this.#stopping = true;
       this.#stop().then(this.#stopped.resolve, this.#stopped.reject);
+    }
+    const caller = handlerContext.getStore();
+    if (caller !== undefined && this.#running.has(caller)) {
+      caller.asked = true;
+      this.#checkIdle();
+      return this.#othersDone.promise;
     }
     return this.finished;
   }
@@ -320,9 +382,14 @@ export class Server implements AsyncDisposable {
       this.#running.add(entry);
       entry.task = this.#handle(entry);
     }
-    if (this.#running.size === 0 && this.#waiting.length === 0) {
-      this.#idle?.resolve();
-    }
+    this.#checkIdle();
+  }
+
+  /** At shutdown: resolves `#idle` once only asking handlers are left. */
+  #checkIdle(): void {
+    if (this.#idle === undefined || this.#waiting.length > 0) return;
+    for (const entry of this.#running) if (!entry.asked) return;
+    this.#idle.resolve();
   }
 
   /** Runs the handler, then counts the connection and starts the next. */
@@ -333,8 +400,11 @@ export class Server implements AsyncDisposable {
     let failure: { error: unknown } | undefined;
     try {
       if (onConnection) this.#callHook(onConnection, info);
-      // A sync throw lands in the catch below, as a rejection would.
-      const handled = Promise.resolve(this.#handler(conn, info));
+      // A sync throw lands in the catch below, as a rejection would. The
+      // context tells shutdown() which handler, if any, is calling it.
+      const handled = Promise.resolve(
+        handlerContext.run(entry, () => this.#handler(conn, info)),
+      );
       // A handler that ignores its signal is abandoned when it aborts (its
       // deadline or the shutdown's), so that it cannot hold the server.
       handled.catch(() => {});
@@ -409,7 +479,12 @@ export class Server implements AsyncDisposable {
     this.#closeRefused(entry);
   }
 
-  /** Tells a refused connection, then closes it. */
+  /**
+   * Tells a refused connection, then closes it. Past the shutdown deadline
+   * or when too many refusals are in flight, the message gets one write
+   * (what the socket takes at once), so that clients that do not read
+   * cannot hold descriptors or the shutdown without bound.
+   */
   #closeRefused({ conn, info }: Entry): void {
     const { onRefused } = this.#options;
     if (onRefused) this.#callHook(onRefused, info);
@@ -418,13 +493,20 @@ export class Server implements AsyncDisposable {
       conn.close();
       return;
     }
-    const refusal = conn.sendAll(message).catch(() => {}).finally(() => {
+    // One write to a fresh socket never waits: it takes what fits.
+    const whole = !this.#cut && this.#refusals.size < MAX_PENDING_REFUSALS;
+    const write = whole ? conn.sendAll(message) : conn.send(message);
+    const refusal = write.then(() => {}, () => {}).finally(() => {
       conn.close();
       this.#refusals.delete(refusal);
     });
-    this.#refusals.add(refusal);
+    this.#refusals.set(refusal, conn);
   }
 
+  /**
+   * The shutdown: one deadline (`shutdownTimeout`, from the call) bounds
+   * all of it, handlers and refusals alike.
+   */
   async #stop(): Promise<void> {
     try {
       this.#listener.close();
@@ -432,26 +514,42 @@ export class Server implements AsyncDisposable {
       // Closed already.
     }
     this.#pause?.wake();
-    await this.#loop;
-    if (this.#options.waitingOnShutdown === "refuse") this.#refuseWaiting();
-    this.#idle = Promise.withResolvers();
-    this.#startWaiting();
-    await this.#drain(this.#idle.promise);
-    await Promise.all(this.#refusals);
+    const deadline = shutdownDeadline(this.#options.shutdownTimeout);
+    try {
+      await this.#loop;
+      if (this.#options.waitingOnShutdown === "refuse") this.#refuseWaiting();
+      this.#idle = Promise.withResolvers();
+      this.#startWaiting();
+      if (await deadline.race(this.#idle.promise) === "late") this.#cutShort();
+      // Handlers that were aborted unwind once their connection is closed.
+      await Promise.allSettled(this.#tasks((entry) => !entry.asked));
+      const refusals = Promise.all(this.#refusals.keys());
+      if (await deadline.race(refusals) === "late") this.#cutShort();
+      await Promise.all(this.#refusals.keys());
+      this.#othersDone.resolve();
+      // The handlers that asked for the stop, bounded by the same deadline.
+      const askers = Promise.allSettled(this.#tasks(() => true));
+      if (await deadline.race(askers) === "late") this.#cutShort();
+      await Promise.allSettled(this.#tasks(() => true));
+    } finally {
+      deadline.clear();
+      this.#othersDone.resolve();
+    }
   }
 
-  /** Waits for every handler, up to the shutdown deadline. */
-  async #drain(idle: Promise<void>): Promise<void> {
-    const timeout = this.#options.shutdownTimeout;
-    if (timeout === undefined) return await idle;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<"late">((resolve) => {
-      timer = setTimeout(() => resolve("late"), timeout);
-    });
-    const outcome = await Promise.race([idle, late]);
-    clearTimeout(timer);
-    if (outcome !== "late") return;
+  #tasks(which: (entry: Entry) => boolean): (Promise<void> | undefined)[] {
+    return [...this.#running].filter(which).map((entry) => entry.task);
+  }
+
+  /**
+   * The shutdown deadline has passed: refuse the waiting without a
+   * message, abort and close the running handlers, cut the refusals.
+   */
+  #cutShort(): void {
+    this.#cut = true;
+    for (const conn of this.#refusals.values()) conn.close();
     this.#refuseWaiting();
+    const timeout = this.#options.shutdownTimeout;
     for (const entry of this.#running) {
       this.#abort(
         entry,
@@ -462,9 +560,6 @@ export class Server implements AsyncDisposable {
       );
       entry.conn.close();
     }
-    // Handlers see their connection closed; wait for them to unwind, since
-    // any op they still have pending ends with the close.
-    await Promise.allSettled([...this.#running].map((entry) => entry.task));
   }
 
   /** One at a time, so that `stats` adds up in each `onRefused`. */
@@ -523,7 +618,7 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   const backlog = checkCount(options.backlog, "backlog", 0) ?? DEFAULT_BACKLOG;
   const concurrency = checkCount(options.concurrency, "concurrency", 1) ?? 1;
   const kernelBacklog = checkCount(options.kernelBacklog, "kernelBacklog", 1) ??
-    Math.max(backlog, DEFAULT_KERNEL_BACKLOG);
+    Math.max(backlog, systemKernelBacklog());
   checkDuration(options.handlerTimeout, "handlerTimeout");
   checkDuration(options.shutdownTimeout, "shutdownTimeout");
   checkDuration(options.idleTimeout, "idleTimeout");
@@ -560,6 +655,52 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     throw error;
   }
   return server;
+}
+
+let systemBacklog: number | undefined;
+
+/**
+ * The deepest accept queue the system allows: somaxconn when its file may
+ * be read without asking (the permission is queried, never requested, so
+ * that no prompt appears), 4096 otherwise. Read once per process.
+ */
+function systemKernelBacklog(): number {
+  if (systemBacklog !== undefined) return systemBacklog;
+  systemBacklog = FALLBACK_KERNEL_BACKLOG;
+  try {
+    const { state } = Deno.permissions.querySync({
+      name: "read",
+      path: SOMAXCONN,
+    });
+    if (Deno.build.os === "linux" && state === "granted") {
+      const value = Number(Deno.readTextFileSync(SOMAXCONN).trim());
+      if (Number.isSafeInteger(value) && value > 0 && value < 2 ** 31) {
+        systemBacklog = Math.max(value, FALLBACK_KERNEL_BACKLOG);
+      }
+    }
+  } catch {
+    // Absent or unreadable: the fallback, which the kernel caps anyway.
+  }
+  return systemBacklog;
+}
+
+/** The shutdown's one deadline: races promises against it. */
+function shutdownDeadline(timeout: number | undefined): {
+  race: (promise: Promise<unknown>) => Promise<"done" | "late">;
+  clear: () => void;
+} {
+  if (timeout === undefined) {
+    return { race: (promise) => promise.then(() => "done"), clear: () => {} };
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => {
+    timer = setTimeout(() => resolve("late"), timeout);
+  });
+  return {
+    race: (promise) =>
+      Promise.race([promise.then(() => "done" as const), late]),
+    clear: () => clearTimeout(timer),
+  };
 }
 
 /**

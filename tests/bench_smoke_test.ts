@@ -20,6 +20,7 @@ const IDS = [
   "4c",
   "4d",
   "5",
+  "5b",
 ];
 
 /** The table's rows, by their first cell. */

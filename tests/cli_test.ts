@@ -4,17 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import { connect, serve } from "../mod.ts";
+import { serve } from "../mod.ts";
 import { startDnsServer } from "./fixtures/dns_server.ts";
-import {
-  CLI,
-  DENO,
-  missing,
-  run,
-  runCli,
-  start,
-  startCli,
-} from "./fixtures/process.ts";
+import { CLI, DENO, missing, run, runCli, start } from "./fixtures/process.ts";
 
 const GREETING = "Thank you for connecting";
 
@@ -303,131 +295,6 @@ Deno.test("cli connect: the tutorial's lines, --send, --timeout", async (t) => {
       assert.match(debug.stderr, /\n\s+at /);
     },
   );
-});
-
-Deno.test("cli serve: the tutorial's lines, refusals, graceful stop", async (t) => {
-  await t.step(
-    "greets, prints the client's address, SIGINT stops",
-    async () => {
-      await using proc = startCli([
-        "serve",
-        "--hostname",
-        "127.0.0.1",
-        "--port",
-        "0",
-      ]);
-      const [, port] = await proc.waitForLine(/^socket binded to (\d+)$/);
-      await proc.waitForLine(/^socket is listening$/);
-      await using conn = await connect("127.0.0.1", Number(port));
-      const data = await conn.recvAll();
-      assert.equal(new TextDecoder().decode(data), GREETING);
-      await proc.waitForLine(
-        new RegExp(
-          `^Got connection from \\('127\\.0\\.0\\.1', ${conn.localAddr.port}\\)$`,
-        ),
-      );
-      proc.kill("SIGINT");
-      const exit = await proc.exit();
-      assert.equal(exit.code, 0, proc.report());
-      assert.equal(
-        proc.stdout,
-        "Socket successfully created\n" +
-          `socket binded to ${port}\n` +
-          "socket is listening\n" +
-          `Got connection from ('127.0.0.1', ${conn.localAddr.port})\n` +
-          "server stopped: accepted 1, served 1, failed 0, refused 0\n",
-      );
-      assert.equal(proc.stderr, "");
-    },
-  );
-  await t.step("default hostname '' answers on 127.0.0.2 too", async () => {
-    await using proc = startCli(["serve", "--port", "0", "--message", "héllo"]);
-    const [, port] = await proc.waitForLine(/^socket binded to (\d+)$/);
-    await using conn = await connect("127.0.0.2", Number(port));
-    assert.equal(new TextDecoder().decode(await conn.recvAll()), "héllo");
-    proc.kill("SIGTERM");
-    assert.equal((await proc.exit()).code, 0);
-  });
-  await t.step("--busy --backlog 1: the third is refused at once", async () => {
-    await using proc = startCli([
-      "serve",
-      "--hostname",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--backlog",
-      "1",
-      // The second signal must come while the waiting one is busy.
-      "--busy",
-      "2000",
-    ]);
-    const [, port] = await proc.waitForLine(/^socket binded to (\d+)$/);
-    await using first = await connect("127.0.0.1", Number(port));
-    await proc.waitForLine(/^Got connection from/);
-    await using second = await connect("127.0.0.1", Number(port));
-    await using third = await connect("127.0.0.1", Number(port));
-    // The refused one sees end of stream at once, not after the busy time.
-    assert.equal(await third.recv(), null);
-    await proc.waitForLine(
-      new RegExp(
-        `^Refused connection from \\('127\\.0\\.0\\.1', ${third.localAddr.port}\\): backlog full$`,
-      ),
-    );
-    // First signal: stop accepting, let the busy one finish; a second
-    // signal cuts the waiting one's busy time short and skips its greeting.
-    proc.kill("SIGINT");
-    assert.equal(new TextDecoder().decode(await first.recvAll()), GREETING);
-    proc.kill("SIGINT");
-    const exit = await proc.exit();
-    assert.equal(exit.code, 0, proc.report());
-    assert.match(
-      proc.stdout,
-      /\nserver stopped: accepted 3, served 2, failed 0, refused 1\n$/,
-    );
-    assert.equal(await second.recv(), null);
-  });
-  await t.step("--json and --concurrency", async () => {
-    await using proc = startCli([
-      "serve",
-      "--hostname",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--concurrency",
-      "4",
-      "--json",
-    ]);
-    const [line] = await proc.waitForLine(/^\{.*"event":"bound".*\}$/);
-    const bound = JSON.parse(line);
-    assert.equal(bound.address, "127.0.0.1");
-    await using conn = await connect("127.0.0.1", bound.port);
-    assert.equal(new TextDecoder().decode(await conn.recvAll()), GREETING);
-    await proc.waitForLine(/"event":"connection"/);
-    proc.kill("SIGINT");
-    assert.equal((await proc.exit()).code, 0);
-    const events = proc.stdout.trim().split("\n").map((l) => JSON.parse(l));
-    assert.deepEqual(events.map((e) => e.event), [
-      "created",
-      "bound",
-      "listening",
-      "connection",
-      "stopped",
-    ]);
-    assert.equal(events[3].port, conn.localAddr.port);
-    assert.equal(events[4].served, 1);
-  });
-  await t.step("a port in use: one line, exit 1", async () => {
-    await using taken = greeter();
-    const result = await runCli([
-      "serve",
-      "--hostname",
-      "127.0.0.1",
-      "--port",
-      String(taken.addr.port),
-    ]);
-    assert.equal(result.code, 1);
-    assert.match(oneLine(result.stderr), /Address already in use/);
-  });
 });
 
 Deno.test("cli client: recv(bufsize), text or raw", async (t) => {

@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import {
   connect,
+  Connection,
   ConnectionResetError,
   type ConnectOptions,
   gethostbyname,
@@ -29,18 +30,21 @@ import {
 } from "../mod.ts";
 import {
   counter,
+  floodClients,
   GREETING,
   openDescriptors,
+  type Outcome,
   percentile,
   pool,
   python3Missing,
   REFUSAL,
-  releasedPort,
   resetClients,
   visit,
   work,
 } from "./fixtures/fault_clients.ts";
 import { startDnsServer } from "./fixtures/dns_server.ts";
+import { within } from "./fixtures/deadline.ts";
+import { startCli } from "./fixtures/process.ts";
 
 const decoder = new TextDecoder();
 const MiB = 1024 * 1024;
@@ -57,6 +61,25 @@ function start(
     ...options,
   }, handler);
   return { server, errors };
+}
+
+const descriptorSkip = Deno.build.os === "linux"
+  ? undefined
+  : `descriptors are counted in /proc/self/fd, Linux only (not ${Deno.build.os})`;
+if (descriptorSkip) {
+  console.log(`skipping descriptor checks: ${descriptorSkip}`);
+}
+
+/** A step that checks the process has as many descriptors as `before`. */
+async function noDescriptorLeft(
+  t: Deno.TestContext,
+  before: number | undefined,
+): Promise<void> {
+  await t.step({
+    name: "no descriptor left behind",
+    ignore: descriptorSkip !== undefined,
+    fn: () => assert.equal(openDescriptors(), before),
+  });
 }
 
 const pythonSkip = await python3Missing();
@@ -163,38 +186,49 @@ function answerWith(size: number): Handler {
   };
 }
 
-/** Sends one byte a second until the server closes; returns when it did. */
-async function trickle(port: number): Promise<number> {
+/**
+ * Sends a byte every `every` ms until the server closes the connection or
+ * `giveUp` ms have passed; returns when, and whether the server ended it.
+ */
+async function trickle(
+  port: number,
+  every: number,
+  giveUp: number,
+): Promise<{ ms: number; byServer: boolean }> {
   const started = performance.now();
   await using conn = await connect("127.0.0.1", port);
-  const ended = conn.recv().catch(() => null);
-  while (true) {
+  const ended = conn.recv().catch(() => null).then(() => "end" as const);
+  let byServer = false;
+  while (performance.now() - started < giveUp) {
     try {
       await conn.send("G");
     } catch {
-      break; // The server has gone: the trickle is over.
+      byServer = true; // The server has gone: the trickle is over.
+      break;
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
     const tick = new Promise<"tick">((resolve) => {
-      timer = setTimeout(() => resolve("tick"), 1000);
+      timer = setTimeout(() => resolve("tick"), every);
     });
-    const outcome = await Promise.race([
-      ended.then(() => "end" as const),
-      tick,
-    ]);
+    const outcome = await Promise.race([ended, tick]);
     clearTimeout(timer);
-    if (outcome === "end") break;
+    if (outcome === "end") {
+      byServer = true;
+      break;
+    }
   }
+  const ms = performance.now() - started;
+  conn.close(); // Ends the pending read when the client gave up first.
   await ended;
-  return performance.now() - started;
+  return { ms, byServer };
 }
 
-Deno.test("faults: slow loris clients are closed after the idle timeout", async () => {
+Deno.test("faults: silent clients and clients that never read are closed after the idle timeout", async () => {
   const IDLE = 300;
   const SIZE = 10 * MiB;
   const acceptedAt = new Map<number, number>();
   const failedAfter: number[] = [];
-  const failed = counter(7);
+  const failed = counter(5);
   const { server, errors } = start({
     concurrency: 8,
     idleTimeout: IDLE,
@@ -209,9 +243,8 @@ Deno.test("faults: slow loris clients are closed after the idle timeout", async 
   const port = server.addr.port;
   const readers: Awaited<ReturnType<typeof connect>>[] = [];
   try {
-    // Three that never send, two that send a byte a second.
+    // Three that never send.
     const silent = Array.from({ length: 3 }, () => visit(port));
-    const trickles = Array.from({ length: 2 }, () => trickle(port));
     // Two that ask and never read the 10 MiB answer.
     for (let i = 0; i < 2; i++) {
       const conn = await connect("127.0.0.1", port);
@@ -226,26 +259,25 @@ Deno.test("faults: slow loris clients are closed after the idle timeout", async 
     for (const outcome of await Promise.all(silent)) {
       assert.equal(outcome.text, "");
       assert.equal(outcome.code, undefined, "a clean end of stream");
+      // Observed 300–320 ms: twice the timeout fails a timer armed twice or
+      // late, and leaves a loaded machine 300 ms of lag.
       assert.ok(
-        outcome.ms >= IDLE - 5 && outcome.ms < IDLE + 1500,
+        outcome.ms >= IDLE - 5 && outcome.ms < 2 * IDLE,
         `${outcome.ms}`,
       );
     }
-    for (const ms of await Promise.all(trickles)) {
-      assert.ok(ms >= IDLE - 5 && ms < IDLE + 1500, `${ms}`);
-    }
-    await failed.reached;
+    await within(failed.reached, 10_000, "5 idle timeouts");
     await server.shutdown();
-    assert.equal(errors.length, 7);
+    assert.equal(errors.length, 5);
     for (const error of errors) {
       assert.ok(error instanceof TimeoutError, String(error));
       assert.match(error.message, new RegExp(`no progress in ${IDLE} ms`));
     }
     for (const ms of failedAfter) assert.ok(ms >= IDLE - 5, `${ms}`);
     assert.deepEqual(server.stats, {
-      accepted: 8,
+      accepted: 6,
       served: 1,
-      failed: 7,
+      failed: 5,
       refused: 0,
       waiting: 0,
       active: 0,
@@ -254,6 +286,52 @@ Deno.test("faults: slow loris clients are closed after the idle timeout", async 
     for (const conn of readers) conn.close();
     await server.shutdown();
   }
+});
+
+Deno.test("faults: a slow loris trickling faster than the idle timeout is ended by handlerTimeout", async (t) => {
+  const IDLE = 300;
+  const EVERY = 200; // A byte every 200 ms: never idle for 300 ms.
+  await t.step("idleTimeout alone does not end it", async () => {
+    const running = counter(1);
+    const { server, errors } = start({
+      idleTimeout: IDLE,
+      onConnection: running.add,
+    }, answerWith(GREETING.length));
+    try {
+      const loris = await trickle(server.addr.port, EVERY, 5 * IDLE);
+      // Five idle timeouts long, and still open: the client gave up.
+      assert.equal(loris.byServer, false, `ended after ${loris.ms} ms`);
+      await within(server.shutdown(), 5000, "the shutdown");
+      assert.deepEqual(errors, []);
+      assert.equal(server.stats.served, 1);
+    } finally {
+      await server.shutdown();
+    }
+  });
+  await t.step("handlerTimeout bounds the whole connection", async () => {
+    const LIMIT = 1000;
+    const { server, errors } = start({
+      idleTimeout: IDLE,
+      handlerTimeout: LIMIT,
+    }, answerWith(GREETING.length));
+    try {
+      const loris = await trickle(server.addr.port, EVERY, 10 * LIMIT);
+      assert.equal(loris.byServer, true);
+      // Observed ~1,010 ms: twice the limit fails a deadline that is not
+      // kept, and leaves a loaded machine a second of lag.
+      assert.ok(
+        loris.ms >= LIMIT - 5 && loris.ms < 2 * LIMIT,
+        `ended after ${loris.ms} ms`,
+      );
+      await within(server.shutdown(), 5000, "the shutdown");
+      assert.equal(errors.length, 1);
+      assert.ok(errors[0] instanceof TimeoutError, String(errors[0]));
+      assert.match(errors[0].message, /timed out after 1000 ms/);
+      assert.equal(server.stats.failed, 1);
+    } finally {
+      await server.shutdown();
+    }
+  });
 });
 
 Deno.test("faults: without an idle timeout a loris holds only its own slot", async () => {
@@ -296,66 +374,122 @@ Deno.test("faults: without an idle timeout a loris holds only its own slot", asy
   }
 });
 
-/** One flood; checks every count exactly, returns the refusal latencies. */
-async function flood(attempts: number, width: number): Promise<number[]> {
-  const started: number[] = [];
-  const { server, errors } = start({
-    backlog: 5,
-    concurrency: 1,
-    refusalMessage: REFUSAL,
-    onConnection: (info) => started.push(info.id),
-  }, async (conn) => {
-    await work(5);
-    await conn.sendAll(GREETING);
-  });
-  try {
-    const t0 = performance.now();
-    const outcomes = await pool(attempts, width, () => visit(server.addr.port));
-    const elapsed = performance.now() - t0;
-    const served = outcomes.filter((o) => o.text === GREETING);
-    const refused = outcomes.filter((o) => o.text === REFUSAL);
-    const other = outcomes.filter((o) =>
-      o.text !== GREETING && o.text !== REFUSAL
-    );
-    assert.deepEqual(other, [], "every client is served or refused");
-    assert.equal(served.length + refused.length, attempts);
-    await server.shutdown();
-    assert.deepEqual(errors, []);
-    assert.deepEqual(server.stats, {
-      accepted: attempts,
-      served: served.length,
-      failed: 0,
-      refused: refused.length,
-      waiting: 0,
-      active: 0,
-    });
-    assert.ok(served.length > 0 && refused.length > 0);
-    // Handlers start in arrival order: the waiting are served first in,
-    // first out.
-    assert.equal(started.length, served.length);
-    assert.ok(started.every((id, i) => i === 0 || id > started[i - 1]));
-    const latencies = refused.map((o) => o.ms);
-    console.log(
-      `flood: ${served.length} served, ${refused.length} refused in ${
-        elapsed.toFixed(0)
-      } ms; refusal p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${
-        percentile(latencies, 99).toFixed(1)
-      } ms`,
-    );
-    return latencies;
-  } finally {
-    await server.shutdown();
-  }
+const FLOOD = 2000;
+/**
+ * Sorts a flood's outcomes and checks the issue's conditions: everyone
+ * served or refused, none left hanging, every client done within 1 s (a
+ * dropped SYN is sent again only after a second, so a slower one was
+ * dropped by a full kernel queue). Returns the counts.
+ */
+function judgeFlood(
+  outcomes: Outcome[],
+  greeting: string,
+  refusal: string,
+  what: string,
+): { served: number; refused: number; latencies: number[] } {
+  const served = outcomes.filter((o) => o.text === greeting);
+  const refused = outcomes.filter((o) => o.text === refusal && !o.code);
+  const other = outcomes.filter((o) =>
+    o.text !== greeting && !(o.text === refusal && !o.code)
+  );
+  const slow = outcomes.filter((o) => o.ms >= 1000);
+  const latencies = refused.map((o) => o.ms);
+  console.log(
+    `flood (${what}): ${served.length} served, ${refused.length} refused, ${
+      outcomes.filter((o) => o.code === "HUNG").length
+    } hung, ${other.length} other, ${slow.length} took ≥ 1 s; refusal p50 ${
+      percentile(latencies, 50).toFixed(1)
+    } ms, p99 ${percentile(latencies, 99).toFixed(1)} ms`,
+  );
+  assert.equal(outcomes.length, FLOOD);
+  assert.deepEqual(other.slice(0, 5), [], "every client served or refused");
+  assert.equal(served.length + refused.length, FLOOD);
+  assert.deepEqual(slow.slice(0, 5), [], "every client done within 1 s");
+  assert.ok(served.length > 0 && refused.length > 0);
+  return { served: served.length, refused: refused.length, latencies };
 }
 
-Deno.test("faults: a flood past the backlog is served or refused at once, exactly", async () => {
-  const latencies = await flood(2000, 64);
-  // "At once" as opposed to the kernel's way: a dropped SYN is sent again
-  // only after a second. The p99 figure (under 100 ms) is measured by the
-  // benchmarks' admission row, since a shared machine's stalls are not the
-  // server's.
-  const slowest = Math.max(...latencies);
-  assert.ok(slowest < 1000, `a refusal took ${slowest} ms`);
+Deno.test({
+  name:
+    "faults: 2,000 clients at once against serve() with backlog 5 are served or refused within 1 s, exactly",
+  ignore: pythonSkip !== undefined,
+  fn: async () => {
+    const started: number[] = [];
+    // No kernelBacklog: the default must absorb the burst.
+    const { server, errors } = start({
+      backlog: 5,
+      concurrency: 1,
+      refusalMessage: REFUSAL,
+      onConnection: (info) => started.push(info.id),
+    }, async (conn) => {
+      await work(5);
+      await conn.sendAll(GREETING);
+    });
+    try {
+      const outcomes = await floodClients(server.addr.port, FLOOD);
+      const { served, refused } = judgeFlood(
+        outcomes,
+        GREETING,
+        REFUSAL,
+        "serve()",
+      );
+      await within(server.shutdown(), 10_000, "the shutdown");
+      assert.deepEqual(errors, []);
+      assert.deepEqual(server.stats, {
+        accepted: FLOOD,
+        served,
+        failed: 0,
+        refused,
+        waiting: 0,
+        active: 0,
+      });
+      // Handlers start in arrival order: the waiting are served first in,
+      // first out.
+      assert.equal(started.length, served);
+      assert.ok(started.every((id, i) => i === 0 || id > started[i - 1]));
+    } finally {
+      await server.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "faults: 2,000 clients at once against cli.ts serve --backlog 5 --concurrency 1 --busy 5, exactly",
+  ignore: pythonSkip !== undefined,
+  fn: async () => {
+    await using proc = startCli([
+      "serve",
+      "--hostname",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--backlog",
+      "5",
+      "--concurrency",
+      "1",
+      "--busy",
+      "5",
+    ]);
+    const [, port] = await proc.waitForLine(/^socket binded to (\d+)$/);
+    const outcomes = await floodClients(Number(port), FLOOD);
+    const { served, refused } = judgeFlood(
+      outcomes,
+      "Thank you for connecting",
+      "server busy, try again later\n",
+      "cli.ts serve",
+    );
+    proc.kill("SIGINT");
+    const exit = await proc.exit(20_000);
+    assert.equal(exit.code, 0, proc.report());
+    assert.match(
+      proc.stdout,
+      new RegExp(
+        `\nserver stopped: accepted ${FLOOD}, served ${served}, failed 0, refused ${refused}\n$`,
+      ),
+    );
+    assert.equal(proc.stdout.match(/^Refused connection/gm)?.length, refused);
+  },
 });
 
 /** Serves `cycles` greetings, `width` at a time; returns how long it took. */
@@ -395,8 +529,8 @@ Deno.test("faults: churn leaves no descriptor and no resource behind", async (t)
       console.log(
         `churn: 20000 cycles ${width} at a time in ${ms.toFixed(0)} ms`,
       );
-      if (before !== undefined) assert.equal(openDescriptors(), before);
     });
+    await noDescriptorLeft(t, before);
   }
 });
 
@@ -463,7 +597,11 @@ Deno.test("faults: shutdown under load cuts no message and leaves nothing", asyn
       assert.equal(stats.failed + stats.waiting + stats.active, 0);
       assert.ok(stats.accepted >= CONNECTED);
       if (waitingOnShutdown === "refuse") assert.ok(stats.refused > 0);
-      assert.ok(stopMs < DEADLINE, `finished after ${stopMs} ms`);
+      // Observed ~250 ms to serve the waiting (≥ 190 ms of the greetings'
+      // timers alone) and ~80 ms to refuse them: twice that fails, and a
+      // loaded machine keeps within it (the deadline, 5 s, is not hit).
+      const bound = waitingOnShutdown === "serve" ? 500 : 250;
+      assert.ok(stopMs < bound, `finished after ${stopMs} ms`);
       // The listener is closed: a new client is refused by the kernel.
       assert.equal((await visit(port)).code, "ECONNREFUSED");
     });
@@ -617,11 +755,12 @@ async function rejectsNaming(
 }
 
 Deno.test("faults: bad input to every public function is EINVAL, before any socket", async (t) => {
-  // A port that is taken and one where nothing listens: a bad argument must
-  // fail as EINVAL, not as EADDRINUSE or ECONNREFUSED, proving it was
-  // caught before a socket was made.
+  // A port that is taken, where a server listens: a bad argument must fail
+  // as EINVAL, not as EADDRINUSE nor by connecting, proving it was caught
+  // before a socket was made. (Held for the whole test: a port released
+  // and reused could be anyone's by then.)
   await using taken = serve({ hostname: "127.0.0.1" }, () => {});
-  const closed = releasedPort();
+  const closed = taken.addr.port;
   const noop = () => {};
   const before = openDescriptors();
 
@@ -732,7 +871,7 @@ Deno.test("faults: bad input to every public function is EINVAL, before any sock
       await rejectsNaming(() => conn.sendAll(data as unknown as string), data);
     }
   });
-  if (before !== undefined) assert.equal(openDescriptors(), before);
+  await noDescriptorLeft(t, before);
 });
 
 /** A small seeded generator (mulberry32), so that a failure can be replayed. */
@@ -812,14 +951,16 @@ function isValid(check: () => unknown): boolean {
   }
 }
 
-Deno.test("faults: thousands of random arguments raise nothing but the module's errors", async () => {
+Deno.test("faults: thousands of random arguments raise nothing but the module's errors", async (t) => {
   const ROUNDS = 3000;
   const SEED = 20260501;
   const next = random(SEED);
   await using dns = await startDnsServer({});
   const nameServer = { ipAddr: dns.hostname, port: dns.port };
-  const closed = releasedPort();
+  // Valid connects reach a server held for the whole test (never a port
+  // released and maybe reused), and are closed at once.
   await using quiet = serve({ hostname: "127.0.0.1" }, () => {});
+  const closed = quiet.addr.port;
   await using conn = await connect("127.0.0.1", quiet.addr.port);
   const before = openDescriptors();
   const outcomes = new Map<string, number>();
@@ -912,7 +1053,8 @@ Deno.test("faults: thousands of random arguments raise nothing but the module's 
     const [name, run] = pick(targets);
     const value = randomValue(next);
     try {
-      await run(value);
+      const result = await run(value);
+      if (result instanceof Connection) result.close();
       note("returned");
     } catch (error) {
       if (!(error instanceof SocketError)) {
@@ -931,7 +1073,7 @@ Deno.test("faults: thousands of random arguments raise nothing but the module's 
     }`,
   );
   assert.equal([...outcomes.values()].reduce((a, b) => a + b), ROUNDS);
-  if (before !== undefined) assert.equal(openDescriptors(), before);
+  await noDescriptorLeft(t, before);
 });
 
 Deno.test("faults: a failing DNS server gives typed resolve errors within the timeout", async (t) => {
