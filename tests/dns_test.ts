@@ -489,6 +489,28 @@ Deno.test("queryDns(): TCP reads split and mismatched frames", async () => {
   assert.deepEqual(fake.tcpQueries[0], fake.udpQueries[0]);
 });
 
+Deno.test("queryDns(): a malformed TCP answer with our id rejects at once", async () => {
+  await using fake = await startFakeServer({
+    udp: (query) => [{ bytes: respondTo(query, { tc: true }) }],
+    // An A record of 2 bytes: malformed. Nothing can be spoofed on our own
+    // connection, so waiting for a better answer would only run out the
+    // caller's timeout.
+    tcp: (query) => [
+      frame(respondTo(query, { answers: [record(u16(0xc00c), 1, [1, 2])] })),
+    ],
+  });
+  using abort = abortAfter(5000, timeoutError());
+  const started = performance.now();
+  await assert.rejects(
+    queryDns("bad.test", "A", { server: fake.server, signal: abort.signal }),
+    (error: unknown) =>
+      error instanceof Deno.errors.InvalidData &&
+      /malformed answer over TCP/.test(error.message),
+  );
+  // Observed ~10 ms; before, only the 5,000 ms signal ended it.
+  assert.ok(performance.now() - started < 1500);
+});
+
 Deno.test("queryDns(): abort during TCP rejects and hangs up", async () => {
   await using fake = await startFakeServer({
     udp: (query) => [{ bytes: respondTo(query, { tc: true }) }],

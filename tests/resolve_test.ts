@@ -14,6 +14,7 @@ import { gethostbyname, resolve } from "../lib/resolve.ts";
 import dgram from "node:dgram";
 import { startDnsServer } from "./fixtures/dns_server.ts";
 import { rejectsWith } from "./fixtures/assertions.ts";
+import { within } from "./fixtures/deadline.ts";
 
 /** A nameServer that is never asked: its answer would not matter. */
 const UNUSED_NAME_SERVER = { ipAddr: "127.0.0.1", port: 9 };
@@ -191,7 +192,7 @@ Deno.test("resolve(): a name not in the hosts file goes on to DNS", async () => 
 
 Deno.test({
   name:
-    "resolve(): without read permission the hosts file is skipped, and without net DNS is EACCES",
+    "resolve(): without read permission the hosts file is skipped, and without net DNS is EACCES naming both flags",
   permissions: { read: false, net: false },
   fn: async () => {
     const error = await rejectsWith(
@@ -205,7 +206,9 @@ Deno.test({
     assert.equal(error.host, "listed.test");
     assert.equal(
       error.message,
-      "resolve listed.test: Deno needs the network permission (run with -N)",
+      "resolve listed.test: Deno needs the network permission (run with -N " +
+        `or --allow-net=127.0.0.1:9); ${UNREADABLE_HOSTS} was not read: run ` +
+        `with --allow-read=${UNREADABLE_HOSTS} if the name is there`,
     );
     assert.ok(error.cause instanceof Deno.errors.NotCapable);
   },
@@ -225,6 +228,79 @@ Deno.test({
     // 127.0.0.9 is what the file says; DNS says 127.0.0.50.
     assert.deepEqual(found, [{ address: "127.0.0.50", family: 4 }]);
   },
+});
+
+Deno.test({
+  name:
+    "resolve(): without read permission, a name DNS does not know says the hosts file was not read",
+  permissions: { read: false, net: true },
+  fn: async () => {
+    await using dns = await startDnsServer({ records: {} });
+    const error = await within(
+      rejectsWith(
+        resolve("listed.test", {
+          hostsFile: UNREADABLE_HOSTS,
+          nameServer: { ipAddr: dns.hostname, port: dns.port },
+        }),
+        ResolveError,
+        "ENOTFOUND",
+      ),
+      5000,
+      "the NXDOMAIN answer",
+    );
+    assert.equal(
+      error.message,
+      "there was an error resolving the host: listed.test (no such name; " +
+        `${UNREADABLE_HOSTS} was not read: run with ` +
+        `--allow-read=${UNREADABLE_HOSTS} if the name is there)`,
+    );
+  },
+});
+
+Deno.test("resolve(): A answered, AAAA never: the A addresses after RFC 8305's 50 ms, not the timeout", async () => {
+  await using dns = await startDnsServer({
+    records: { "half.test": { A: ["127.0.0.8"], AAAA: ["::8"] } },
+    faults: { "half.test": "silent-aaaa" },
+  });
+  const started = performance.now();
+  const found = await within(
+    resolve("half.test", {
+      nameServer: { ipAddr: dns.hostname, port: dns.port },
+      timeout: 5000,
+    }),
+    6000,
+    "the A answer",
+  );
+  const elapsed = performance.now() - started;
+  assert.deepEqual(found, [{ address: "127.0.0.8", family: 4 }]);
+  // Observed ~60 ms (50 ms of grace); 1,500 ms keeps a loaded 2-core
+  // machine inside while the old wait for the whole 5,000 ms fails.
+  assert.ok(elapsed >= 50, `returned after ${elapsed} ms, before the grace`);
+  assert.ok(elapsed < 1500, `took ${elapsed} ms`);
+});
+
+Deno.test("resolve(): a malformed answer over TCP is ESERVFAIL at once, not a wait for the timeout", async () => {
+  await using dns = await startDnsServer({
+    faults: { "cut.test": "truncate-malformed" },
+  });
+  const started = performance.now();
+  const error = await within(
+    rejectsWith(
+      resolve("cut.test", {
+        nameServer: { ipAddr: dns.hostname, port: dns.port },
+        timeout: 5000,
+      }),
+      ResolveError,
+      "ESERVFAIL",
+    ),
+    6000,
+    "the failure",
+  );
+  const elapsed = performance.now() - started;
+  assert.match(error.message, /malformed answer over TCP/);
+  assert.ok(dns.queries.some((q) => q.transport === "tcp"));
+  // Observed ~20 ms; the old code waited the whole 5,000 ms.
+  assert.ok(elapsed < 1500, `took ${elapsed} ms`);
 });
 
 Deno.test("resolve(): DNS answers, IPv6 first then alternating", async (t) => {
