@@ -16,6 +16,9 @@ import {
 import { startDnsServer } from "./fixtures/dns_server.ts";
 import { releasedPort } from "./fixtures/net.ts";
 import { rejectsWith } from "./fixtures/assertions.ts";
+import { within } from "./fixtures/deadline.ts";
+import { DENO, ROOT, run } from "./fixtures/process.ts";
+import { serve } from "../lib/server.ts";
 
 const decoder = new TextDecoder();
 
@@ -325,6 +328,58 @@ Deno.test("connect(): every address failed: the message and attempts list each a
     "trying 127.0.0.2",
     "failed 127.0.0.2",
   ]);
+});
+
+Deno.test('connect(): many failed addresses: the first three, then "and N more"; attempts has all', async () => {
+  const port = releasedPort();
+  const addresses = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 1}`);
+  await using hosts = await hostsFile(
+    addresses.map((address) => `${address} many.test`),
+  );
+  const error = await within(
+    rejectsWith(
+      connect("many.test", port, { hostsFile: hosts.path }),
+      ConnectionRefusedError,
+      "ECONNREFUSED",
+    ),
+    5000,
+    "eight refusals",
+  );
+  assert.equal(
+    error.message,
+    `connect to many.test port ${port} failed for every address: ` +
+      "127.0.0.1: Connection refused; 127.0.0.2: Connection refused; " +
+      "127.0.0.3: Connection refused; and 5 more",
+  );
+  assert.deepEqual(error.attempts?.map((a) => a.address), addresses);
+});
+
+Deno.test("connect(): --allow-net=NAME is enough: a name permitted, its addresses not, is dialled by name", async () => {
+  await using server = serve(
+    { hostname: "127.0.0.1" },
+    (conn) => conn.sendAll("hi"),
+  );
+  const port = server.addr.port;
+  const script = `import { connect } from "${ROOT}mod.ts";
+try {
+  await using conn = await connect("localhost", ${port});
+  console.log("connected", conn.remoteAddr.address);
+} catch (error) { console.log(error.code, error.message); }`;
+  const path = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(path, script);
+    const byName = await run(DENO, ["run", "--allow-net=localhost", path]);
+    assert.equal(byName.stdout, "connected 127.0.0.1\n", byName.stderr);
+    // Without it, the error names the flag that would have worked.
+    const none = await run(DENO, ["run", "--no-prompt", path]);
+    assert.equal(
+      none.stdout,
+      `EACCES connect to localhost port ${port}: Deno needs the network ` +
+        `permission (run with -N or --allow-net=localhost:${port})\n`,
+    );
+  } finally {
+    await Deno.remove(path);
+  }
 });
 
 Deno.test("connect(): family narrows the addresses tried", async () => {
