@@ -7,7 +7,7 @@
 
 import { type AttemptEvent, connect } from "./connect.ts";
 import type { Connection } from "./connection.ts";
-import { ConnectionResetError, SocketError } from "./errors.ts";
+import { ConnectionResetError, reasonOf, SocketError } from "./errors.ts";
 import {
   ControlEscaper,
   hostArg,
@@ -144,7 +144,9 @@ async function exchange(
     );
     const received = await printReply(conn, output);
     const sendError = await sending;
+    const { address, port } = conn.remoteAddr;
     return report(
+      `${address} port ${port}`,
       received,
       timedOut ? undefined : sendError,
       timedOut,
@@ -199,10 +201,11 @@ function toBase64(bytes: Uint8Array): string {
 }
 
 /**
- * The end of the exchange: the "closed" event, one stderr line per
+ * The end of the exchange: the "closed" event, one stderr line naming each
  * direction that failed, and the exit code (see the help's exit status).
  */
 function report(
+  peer: string,
   received: Received,
   sendError: unknown,
   timedOut: boolean,
@@ -224,10 +227,20 @@ function report(
       ...(codes.length > 0 ? { error: codes[0] } : {}),
     });
   }
-  if (receiveError instanceof SocketError) {
-    printError(`${receiveError.message} (after ${received.bytes} bytes)`);
+  // Which syscall sees the reset first (ECONNRESET) and which the aftermath
+  // (EPIPE) is the kernel's choice: one line tells both.
+  const parts: string[] = [];
+  if (sendError instanceof SocketError) {
+    parts.push(`sending failed (${reasonOf(sendError)})`);
   }
-  if (sendError instanceof SocketError) printError(sendError.message);
+  if (receiveError instanceof SocketError) {
+    parts.push(
+      `receiving failed after ${received.bytes} bytes (${
+        reasonOf(receiveError)
+      })`,
+    );
+  }
+  if (parts.length > 0) printError(`${peer}: ${parts.join(", ")}`);
   const resets = [receiveError, sendError].filter((e) => e !== undefined);
   if (resets.length === 0) return 0;
   // The peer hanging up on us is how nc sees it too: fine once it spoke.
