@@ -6,12 +6,15 @@
 
 import { connect } from "./connect.ts";
 import {
+  ControlEscaper,
   hostArg,
   integerArg,
-  msArg,
   parseCommandArgs,
   portArg,
+  printError,
+  stdoutIsTerminal,
   stringOption,
+  timeoutArg,
   writeStdout,
 } from "./cli_common.ts";
 
@@ -19,19 +22,29 @@ import {
 export const CLIENT_HELP = `Usage: deno run -N cli.ts client [options]
 
 The tutorial's client: connects, receives once (at most --bufsize bytes),
-prints what came as UTF-8 text, and closes.
+prints what came followed by a newline, and closes.
 
 Options:
   --hostname H    the server (default 127.0.0.1)
   --port N        its port (default 12345)
   --bufsize N     the most bytes to receive, as recv(1024) (default 1024)
-  --raw           write the bytes as they came, with no newline added
-  --timeout MS    limit for the connect and for the receive
+  --raw           write the bytes as they came, with no newline added, even
+                  on a terminal
+  --timeout MS    limit for the connect and for the receive; 0 means never
   --debug         print the stack of an error
   -h, --help      this help
 
-Exit status: 0 received (or the server closed at once), 1 refused or timed
-out, 2 usage error.
+On a terminal, control characters other than \\n \\r \\t are shown escaped,
+as cat -v does, so that a server cannot drive the terminal; a pipe or a
+file gets the bytes untouched.
+
+A server that closes without sending anything (as a busy server may,
+refusing us) is not an empty greeting: "the server closed the connection
+without sending anything" goes to stderr and the exit status is 1. A busy
+refusal message is printed like any reply, so it can be read.
+
+Exit status: 0 received at least one byte, 1 refused, timed out, reset, or
+closed without sending anything, 2 usage error.
 `;
 
 /** Runs `client` and returns the exit code. */
@@ -54,14 +67,29 @@ export async function clientCommand(args: string[]): Promise<number> {
   const timeoutText = option("timeout");
   const timeout = timeoutText === undefined
     ? undefined
-    : msArg(timeoutText, "timeout");
+    : timeoutArg(timeoutText);
 
   await using conn = await connect(host, port, {
     timeout,
     idleTimeout: timeout,
   });
-  const data = await conn.recv(bufsize) ?? new Uint8Array();
-  if (values.raw) await writeStdout(data);
-  else console.log(new TextDecoder().decode(data));
+  const data = await conn.recv(bufsize);
+  if (data === null) {
+    printError(
+      `${host} port ${port}: the server closed the connection without ` +
+        `sending anything`,
+    );
+    return 1;
+  }
+  if (values.raw) {
+    await writeStdout(data);
+    return 0;
+  }
+  if (stdoutIsTerminal()) {
+    const escaper = new ControlEscaper();
+    await writeStdout(escaper.push(data));
+    await writeStdout(escaper.flush());
+  } else await writeStdout(data);
+  await writeStdout("\n");
   return 0;
 }

@@ -7,7 +7,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { parsePort, validateHost } from "./address.ts";
+import { describe, parsePort, validateHost } from "./address.ts";
 import { InvalidArgumentError } from "./errors.ts";
 
 /** A bad command line: one line on stderr, exit 2. */
@@ -57,17 +57,17 @@ export function parseCommandArgs(
     });
   } catch (error) {
     const text = error instanceof Error ? error.message : String(error);
-    // Node's messages add hints on further lines or sentences; keep the first.
+    // Node's messages add hints on further lines or sentences; keep the
+    // first, and no more of a quoted argument than any other message shows.
     throw new UsageError(
-      text.split("\n")[0].replace(/\. To specify .*$/, "").replace(/\.$/, ""),
+      text.split("\n")[0].replace(/\. To specify .*$/, "").replace(/\.$/, "")
+        .replace(/'([^']{81,})'/g, (_, quoted: string) => describe(quoted)),
     );
   }
   const values = parsed.values as ParsedArgs["values"];
   if (!values.help && parsed.positionals.length > maxPositionals) {
     throw new UsageError(
-      `unexpected argument ${
-        JSON.stringify(parsed.positionals[maxPositionals])
-      }`,
+      `unexpected argument ${describe(parsed.positionals[maxPositionals])}`,
     );
   }
   return { values, positionals: parsed.positionals };
@@ -119,8 +119,18 @@ export function required(
   return value;
 }
 
-/** A host from the command line: an IP literal or a host name. */
+/**
+ * A host from the command line: an IP literal or a host name. `HOST:PORT`
+ * is what people type after URLs and ssh: say how to write it here.
+ */
 export function hostArg(value: string): string {
+  const joined = /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(value);
+  if (joined) {
+    throw new UsageError(
+      `invalid host ${describe(value)}: give the port as its own ` +
+        `argument, HOST PORT (${joined[1]} ${joined[2]})`,
+    );
+  }
   usage(() => validateHost(value));
   return value;
 }
@@ -143,9 +153,7 @@ export function integerArg(
       ? `≥ ${min}`
       : `from ${min} to ${max}`;
     throw new UsageError(
-      `invalid --${name} ${
-        JSON.stringify(value)
-      }: expected an integer ${range}`,
+      `invalid --${name} ${describe(value)}: expected an integer ${range}`,
     );
   }
   return n;
@@ -158,6 +166,23 @@ const MAX_MS = 2 ** 31 - 1;
 export function msArg(value: string, name: string): number {
   return integerArg(value, name, 0, MAX_MS);
 }
+
+/**
+ * A `--timeout` from the command line: 0 means never, as for `nc -w 0`
+ * users expect and as a 0 ms timeout could mean nothing useful.
+ *
+ * @returns The milliseconds, or `undefined` for 0 (no limit).
+ */
+export function timeoutArg(
+  value: string,
+  name = "timeout",
+): number | undefined {
+  const ms = msArg(value, name);
+  return ms === 0 ? undefined : ms;
+}
+
+/** The longest wait a timer allows: "never", where a limit is required. */
+export const NEVER_MS: number = MAX_MS;
 
 /** A string option's value, or `undefined` when it was not given. */
 export function stringOption(
@@ -184,7 +209,7 @@ export function nameServerArg(
   }
   const fail = () =>
     new UsageError(
-      `invalid name server ${JSON.stringify(value)}: expected IP[:PORT]`,
+      `invalid name server ${describe(value)}: expected IP[:PORT]`,
     );
   let host: string;
   try {
@@ -227,6 +252,55 @@ export async function writeStdout(data: Uint8Array | string): Promise<void> {
   }
 }
 
+/**
+ * Whether stdout is a terminal: then a peer's control bytes are shown
+ * escaped, so that it cannot retitle, clear or reprogram the user's
+ * terminal.
+ */
+export function stdoutIsTerminal(): boolean {
+  return Deno.stdout.isTerminal();
+}
+
+/**
+ * Makes bytes safe to print on a terminal, as `cat -v` does: C0 controls
+ * other than `\n`, `\r` and `\t` become `^@`…`^_`, DEL becomes `^?`, and
+ * the C1 controls (U+0080–U+009F, which some terminals obey) become
+ * `M-^@`…`M-^_`. Everything else, UTF-8 text included, passes unchanged.
+ * A C1 control cut between two chunks is still caught.
+ */
+export class ControlEscaper {
+  /** A 0xC2 byte held back until the next byte says if it starts C1. */
+  #held = false;
+
+  /** Escapes one chunk. */
+  push(chunk: Uint8Array): Uint8Array {
+    const out: number[] = [];
+    for (const byte of chunk) {
+      if (this.#held) {
+        this.#held = false;
+        if (byte >= 0x80 && byte <= 0x9f) {
+          out.push(0x4d, 0x2d, 0x5e, byte - 0x80 + 0x40); // M-^X
+          continue;
+        }
+        out.push(0xc2);
+      }
+      if (byte === 0xc2) this.#held = true;
+      else if (byte === 0x7f) out.push(0x5e, 0x3f); // ^?
+      else if (byte < 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) {
+        out.push(0x5e, byte + 0x40); // ^@ … ^_
+      } else out.push(byte);
+    }
+    return new Uint8Array(out);
+  }
+
+  /** The byte held back at the end, if any. */
+  flush(): Uint8Array {
+    const out = this.#held ? new Uint8Array([0xc2]) : new Uint8Array();
+    this.#held = false;
+    return out;
+  }
+}
+
 /** Prints one line on stderr. */
 export function printError(line: string): void {
   console.error(line);
@@ -253,6 +327,10 @@ export async function runCommand(
   try {
     return await command(args);
   } catch (error) {
+    // Only stdout and stderr raise the runtime's BrokenPipe (the socket's is
+    // mapped to EPIPE): the reader (`| head -c 10`) has all it wanted, and
+    // ending quietly with 0 is what cat and telnet do.
+    if (error instanceof Deno.errors.BrokenPipe) return 0;
     const isUsage = error instanceof UsageError ||
       error instanceof InvalidArgumentError;
     const message = error instanceof Error ? error.message : String(error);

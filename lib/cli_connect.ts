@@ -5,16 +5,20 @@
  * @module
  */
 
-import { connect } from "./connect.ts";
+import { type AttemptEvent, connect } from "./connect.ts";
 import type { Connection } from "./connection.ts";
+import { ConnectionResetError, reasonOf, SocketError } from "./errors.ts";
 import {
+  ControlEscaper,
   hostArg,
-  msArg,
   parseCommandArgs,
   portArg,
+  printError,
   printJson,
   required,
+  stdoutIsTerminal,
   stringOption,
+  timeoutArg,
   unescapeArg,
   writeStdout,
 } from "./cli_common.ts";
@@ -27,20 +31,35 @@ Connects to HOST on PORT (default 80, the HTTP port, as in the tutorial) and
 prints the tutorial's lines:
   Socket successfully created
   the socket has successfully connected to HOST on port PORT (IP)
-Names in /etc/hosts need --allow-read=/etc/hosts.
+The first line comes once a socket exists: never before a usage or
+permission error. Names in /etc/hosts need --allow-read=/etc/hosts;
+--allow-net=HOST is enough for the network (HOST as you wrote it).
 
 Options:
-  --send TEXT   send TEXT (escapes: \\r \\n \\t \\\\), then print what comes
-                back until the peer closes or the timeout
-  --timeout MS  limit for the connect, and then for the reply to --send
-  --json        one JSON object per line instead of the text
+  --send TEXT   send TEXT (escapes: \\r \\n \\t \\\\) while printing what comes
+                back, until the peer closes or the timeout
+  --timeout MS  limit for the connect, and then for the whole exchange of
+                --send; 0 means never
+  --json        one JSON object per line instead of the text; each "data"
+                event has the exact bytes in "base64" next to "text"
+  --raw         on a terminal, print the reply's bytes as they came (by
+                default control characters other than \\n \\r \\t are shown
+                escaped, as cat -v does, so a peer cannot drive the
+                terminal; a pipe or file always gets the bytes untouched)
   --debug       print the stack of an error
   -h, --help    this help
 
-Exit status: 0 connected, 1 refused, unresolvable or timed out, 2 usage error.
-`;
+The two directions of --send are independent, as with nc: a peer that
+stops reading and resets the connection does not cut short what it sent
+first. Everything that arrived is printed, then one line on stderr says
+which direction was reset.
 
-const decoder = new TextDecoder();
+Exit status: 0 connected (with --send: the peer's reply arrived, even if
+the peer then reset the connection and our send failed: nc exits 0 there
+too, and the stderr line tells), 1 refused, unresolvable, timed out before
+connecting, or reset before the peer sent any byte, 2 usage error. Output
+cut short by the reader (| head -c 10) ends quietly with 0.
+`;
 
 /** Runs `connect` and returns the exit code. */
 export async function connectCommand(args: string[]): Promise<number> {
@@ -48,6 +67,7 @@ export async function connectCommand(args: string[]): Promise<number> {
     send: { type: "string" },
     timeout: { type: "string" },
     json: { type: "boolean" },
+    raw: { type: "boolean" },
   }, 2);
   if (values.help) {
     console.log(CONNECT_HELP);
@@ -58,16 +78,29 @@ export async function connectCommand(args: string[]): Promise<number> {
   const sendText = stringOption(values, "send");
   const payload = sendText === undefined
     ? undefined
-    : unescapeArg(sendText, "--send");
+    : new TextEncoder().encode(unescapeArg(sendText, "--send"));
   const timeoutText = stringOption(values, "timeout");
   const timeout = timeoutText === undefined
     ? undefined
-    : msArg(timeoutText, "timeout");
+    : timeoutArg(timeoutText);
   const json = values.json === true;
+  const escape = !json && values.raw !== true && stdoutIsTerminal();
 
-  if (json) printJson({ event: "created" });
-  else console.log("Socket successfully created");
-  await using conn = await connect(host, port, { timeout });
+  let created = false;
+  const printCreated = () => {
+    if (created) return;
+    created = true;
+    if (json) printJson({ event: "created" });
+    else console.log("Socket successfully created");
+  };
+  // A socket exists once an attempt got past the permission check.
+  const onAttempt = (event: AttemptEvent) => {
+    if (event.state !== "trying" && event.error?.code !== "EACCES") {
+      printCreated();
+    }
+  };
+  await using conn = await connect(host, port, { timeout, onAttempt });
+  printCreated();
   const { address, family } = conn.remoteAddr;
   if (json) printJson({ event: "connected", host, port, address, family });
   else {
@@ -76,55 +109,141 @@ export async function connectCommand(args: string[]): Promise<number> {
     );
   }
   if (payload === undefined) return 0;
-  await conn.sendAll(payload);
-  if (json) {
-    printJson({
-      event: "sent",
-      bytes: new TextEncoder().encode(payload).length,
-    });
-  }
-  const received = await printReply(conn, timeout, json);
-  if (json) {
-    printJson({
-      event: "closed",
-      bytes: received.bytes,
-      timedOut: received.timedOut,
-    });
-  }
-  return 0;
+  return await exchange(conn, payload, { timeout, json, escape });
+}
+
+interface Output {
+  timeout: number | undefined;
+  json: boolean;
+  escape: boolean;
 }
 
 /**
- * Prints what the peer sends until it closes, or until `timeout` ms have
- * passed: then the connection is closed, and that is not an error.
+ * Sends `payload` while printing what the peer sends, until the peer
+ * closes or `timeout` ms have passed (then the connection is closed, and
+ * that is not an error). A reset in one direction leaves the other to
+ * finish: every byte that arrived is printed.
  */
-async function printReply(
+async function exchange(
   conn: Connection,
-  timeout: number | undefined,
-  json: boolean,
-): Promise<{ bytes: number; timedOut: boolean }> {
+  payload: Uint8Array,
+  output: Output,
+): Promise<number> {
   let timedOut = false;
-  const timer = timeout === undefined ? undefined : setTimeout(() => {
+  const timer = output.timeout === undefined ? undefined : setTimeout(() => {
     timedOut = true;
     conn.close();
-  }, timeout);
+  }, output.timeout);
+  try {
+    const sending = conn.sendAll(payload).then(
+      () => {
+        if (output.json) printJson({ event: "sent", bytes: payload.length });
+        return undefined;
+      },
+      (error: unknown) => error,
+    );
+    const received = await printReply(conn, output);
+    const sendError = await sending;
+    const { address, port } = conn.remoteAddr;
+    return report(
+      `${address} port ${port}`,
+      received,
+      timedOut ? undefined : sendError,
+      timedOut,
+      output.json,
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface Received {
+  bytes: number;
+  /** Why the receiving ended, when not at end of stream. */
+  error?: unknown;
+}
+
+/** Prints what the peer sends until end of stream or an error. */
+async function printReply(
+  conn: Connection,
+  { json, escape }: Output,
+): Promise<Received> {
+  const decoder = new TextDecoder();
+  const escaper = new ControlEscaper();
   let bytes = 0;
   try {
     while (true) {
       const chunk = await conn.recv();
       if (chunk === null) break;
       bytes += chunk.length;
-      if (json) {
-        printJson({
-          event: "data",
-          text: decoder.decode(chunk, { stream: true }),
-        });
-      } else await writeStdout(chunk);
+      if (json) printData(chunk, decoder.decode(chunk, { stream: true }));
+      else await writeStdout(escape ? escaper.push(chunk) : chunk);
     }
+    return { bytes };
   } catch (error) {
-    if (!timedOut) throw error;
+    return { bytes, error };
   } finally {
-    clearTimeout(timer);
+    // The tail of a character cut by the end is shown, not dropped.
+    const tail = decoder.decode();
+    if (json && tail !== "") printData(new Uint8Array(), tail);
+    if (escape) await writeStdout(escaper.flush());
   }
-  return { bytes, timedOut };
+}
+
+function printData(bytes: Uint8Array, text: string): void {
+  printJson({ event: "data", text, base64: toBase64(bytes) });
+}
+
+function toBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
+
+/**
+ * The end of the exchange: the "closed" event, one stderr line naming each
+ * direction that failed, and the exit code (see the help's exit status).
+ */
+function report(
+  peer: string,
+  received: Received,
+  sendError: unknown,
+  timedOut: boolean,
+  json: boolean,
+): number {
+  const receiveError = timedOut ? undefined : received.error;
+  for (const error of [receiveError, sendError]) {
+    if (error === undefined) continue;
+    if (!(error instanceof SocketError)) throw error;
+  }
+  if (json) {
+    const codes = [receiveError, sendError].flatMap((e) =>
+      e instanceof SocketError ? [e.code] : []
+    );
+    printJson({
+      event: "closed",
+      bytes: received.bytes,
+      timedOut,
+      ...(codes.length > 0 ? { error: codes[0] } : {}),
+    });
+  }
+  // Which syscall sees the reset first (ECONNRESET) and which the aftermath
+  // (EPIPE) is the kernel's choice: one line tells both.
+  const parts: string[] = [];
+  if (sendError instanceof SocketError) {
+    parts.push(`sending failed (${reasonOf(sendError)})`);
+  }
+  if (receiveError instanceof SocketError) {
+    parts.push(
+      `receiving failed after ${received.bytes} bytes (${
+        reasonOf(receiveError)
+      })`,
+    );
+  }
+  if (parts.length > 0) printError(`${peer}: ${parts.join(", ")}`);
+  const resets = [receiveError, sendError].filter((e) => e !== undefined);
+  if (resets.length === 0) return 0;
+  // The peer hanging up on us is how nc sees it too: fine once it spoke.
+  const peerHungUp = resets.every((e) => e instanceof ConnectionResetError);
+  return peerHungUp && received.bytes > 0 ? 0 : 1;
 }

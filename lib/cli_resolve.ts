@@ -8,12 +8,13 @@ import type { Family } from "./address.ts";
 import { resolve } from "./resolve.ts";
 import {
   hostArg,
-  msArg,
   nameServerArg,
+  NEVER_MS,
   parseCommandArgs,
   printJson,
   required,
   stringOption,
+  timeoutArg,
   UsageError,
 } from "./cli_common.ts";
 
@@ -23,13 +24,15 @@ export const RESOLVE_HELP = `Usage: deno run -N cli.ts resolve HOST [options]
 Prints the IP addresses of HOST, one per line, IPv6 first (the order a
 connect tries them). IP literals print as they are; localhost is ::1 and
 127.0.0.1 without any lookup. Names are looked up in /etc/hosts (when run
-with --allow-read=/etc/hosts), then in DNS.
+with --allow-read=/etc/hosts; without it, a failed lookup says so), then
+in DNS.
 
 Options:
   -4                     IPv4 addresses only
   -6                     IPv6 addresses only
   --nameserver IP[:PORT] ask this DNS server instead of the system's
-  --timeout MS           give up on DNS after MS milliseconds (default 5000)
+  --timeout MS           give up on DNS after MS milliseconds (default
+                         5000; 0 means never)
   --json                 one JSON object per line: {"address":…,"family":…}
   --debug                print the stack of an error
   -h, --help             this help
@@ -64,7 +67,10 @@ export async function resolveCommand(args: string[]): Promise<number> {
   const addresses = await resolve(host, {
     family,
     nameServer: server === undefined ? undefined : nameServerArg(server),
-    timeout: timeout === undefined ? undefined : msArg(timeout, "timeout"),
+    // 0 is "never", as on every command.
+    timeout: timeout === undefined
+      ? undefined
+      : timeoutArg(timeout) ?? NEVER_MS,
   });
   for (const { address, family } of addresses) {
     if (values.json) printJson({ address, family });

@@ -6,12 +6,20 @@
  * @module
  */
 
-import { type IpAddress, validateHost, validatePort } from "./address.ts";
+import {
+  formatAddress,
+  type IpAddress,
+  ipFamily,
+  validateHost,
+  validatePort,
+} from "./address.ts";
 import { Connection, type ConnectionOptions } from "./connection.ts";
 import {
   abortError,
   type AttemptFailure,
   fromRuntimeError,
+  netPermissionHint,
+  PermissionDeniedError,
   reasonOf,
   type SocketError,
   TimeoutError,
@@ -62,12 +70,19 @@ export interface ConnectOptions
 }
 
 const DEFAULT_ATTEMPT_DELAY = 250;
+/** How many failed addresses an error names before "and N more". */
+const NAMED_FAILURES = 3;
 
 /**
  * Connects to a host (a name or an IP literal) and port. A name is resolved
  * first, and its addresses are tried in turn: the next one starts when the
  * last is refused, or after `attemptDelay` if it has not answered; the first
  * to connect wins and the others are cancelled and closed.
+ *
+ * Deno checks the network permission against the address it dials, so
+ * when the program may reach the name (`--allow-net=localhost`) but none
+ * of its addresses, the name itself is dialled once and Deno picks the
+ * address: the permission people write works.
  *
  * @example Connect to a local server
  * ```ts
@@ -133,10 +148,13 @@ export async function connect(
       timeout,
       signal,
     });
+    const byName = onlyNamePermitted(host, port, addresses);
     const conn = await race({
       host,
       port,
-      addresses,
+      // The family is the first address's: only the trace shows it.
+      addresses: byName ? [{ ...addresses[0], address: host }] : addresses,
+      byName,
       attemptDelay,
       signal,
       onAttempt: options.onAttempt,
@@ -147,10 +165,30 @@ export async function connect(
   }
 }
 
+/**
+ * Whether the program may connect to `host` by name but to none of its
+ * addresses: Deno then has to resolve the name itself.
+ */
+function onlyNamePermitted(
+  host: string,
+  port: number,
+  addresses: IpAddress[],
+): boolean {
+  if (ipFamily(host) !== undefined) return false;
+  const granted = (address: string) =>
+    Deno.permissions.querySync({
+      name: "net",
+      host: formatAddress({ address, port }),
+    }).state === "granted";
+  return !addresses.some((a) => granted(a.address)) && granted(host);
+}
+
 interface Race {
   host: string;
   port: number;
   addresses: IpAddress[];
+  /** The one "address" is the name, for Deno to resolve and race. */
+  byName: boolean;
   attemptDelay: number;
   signal: AbortSignal | undefined;
   onAttempt: ((event: AttemptEvent) => void) | undefined;
@@ -161,7 +199,7 @@ interface Race {
  * that no connect outlives the call.
  */
 function race(
-  { host, port, addresses, attemptDelay, signal, onAttempt }: Race,
+  { host, port, addresses, byName, attemptDelay, signal, onAttempt }: Race,
 ): Promise<Deno.TcpConn> {
   const { promise, resolve, reject } = Promise.withResolvers<Deno.TcpConn>();
   const controllers = new Set<AbortController>();
@@ -213,7 +251,7 @@ function race(
       hostname: address.address,
       port,
       signal: controller.signal,
-      autoSelectFamily: false,
+      autoSelectFamily: byName,
     }).then((conn) => {
       if (decided()) return conn.close();
       winner = conn;
@@ -256,8 +294,18 @@ function allFailed(
   failures: AttemptFailure[],
 ): SocketError {
   const last = failures[failures.length - 1].error;
+  if (failures.every((f) => f.error.cause instanceof Deno.errors.NotCapable)) {
+    // Named as the caller gave it: that permission is enough (see connect).
+    return new PermissionDeniedError(
+      `connect to ${host} port ${port}: ${netPermissionHint(host, port)}`,
+      { host, port, cause: last.cause, attempts: failures },
+    );
+  }
   if (failures.length === 1) return last;
-  const each = failures.map((f) => `${f.address}: ${reasonOf(f.error)}`);
+  const each = failures.slice(0, NAMED_FAILURES)
+    .map((f) => `${f.address}: ${reasonOf(f.error)}`);
+  const more = failures.length - NAMED_FAILURES;
+  if (more > 0) each.push(`and ${more} more`);
   return fromRuntimeError(last.cause, {
     action: "connect to",
     host,

@@ -83,7 +83,9 @@ const FLAG_RD = 0x0100;
  * that the caller can tell NXDOMAIN (3) from SERVFAIL (2) and REFUSED (5),
  * which `Deno.resolveDns` cannot. Responses from another address, or whose id
  * or question does not match, or that are malformed, are ignored as spoofed
- * or stray, and the query keeps waiting. Rejects with the signal's reason
+ * or stray, and the query keeps waiting; over TCP, where nothing can be
+ * spoofed, a malformed answer with the query's id rejects at once
+ * (`Deno.errors.InvalidData`). Rejects with the signal's reason
  * when `signal` aborts; retransmits the UDP query every `retransmit` ms until
  * then. Any other failure (a TCP connection refused or reset, a bad name)
  * rejects with the runtime's error as is, for the caller to map. Sockets,
@@ -552,6 +554,18 @@ async function exchangeTcp(
       const response = parseResponse(message, question);
       // TC means nothing over TCP: this is all there is.
       if (response !== undefined) return { ...response, truncated: false };
+      // Nobody can inject into our own connection: an answer with our id
+      // that does not parse is the server's fault, and waiting for a
+      // better one would only run out the caller's timeout. Another id
+      // may be a stray pipelined answer (RFC 7766), so it is skipped.
+      if (
+        message.length < 2 || ((message[0] << 8) | message[1]) === question.id
+      ) {
+        throw new Deno.errors.InvalidData(
+          `DNS server ${server.ipAddr} port ${server.port} sent a malformed ` +
+            `answer over TCP`,
+        );
+      }
     }
   } catch (error) {
     throw signal?.aborted ? signal.reason : error;

@@ -490,12 +490,19 @@ export function fromRuntimeError(
   }
   if (error instanceof errors.NotCapable) {
     return new PermissionDeniedError(
-      say("Deno needs the network permission (run with -N)"),
+      say(netPermissionHint(host, port)),
       options,
     );
   }
   if (error instanceof errors.PermissionDenied) {
-    return new PermissionDeniedError(say("Permission denied"), options);
+    return new PermissionDeniedError(
+      say(
+        context.action === "bind to" && port > 0 && port < 1024
+          ? PRIVILEGED_PORT
+          : "Permission denied",
+      ),
+      options,
+    );
   }
   if (error instanceof errors.TimedOut) {
     return new TimeoutError(say("Connection timed out"), options);
@@ -535,6 +542,27 @@ export function fromRuntimeError(
     );
   }
   return new SocketError("EIO", say(text), options);
+}
+
+/** Why binding a port below 1024 fails, and the three ways around it. */
+const PRIVILEGED_PORT = "Permission denied (a port below 1024 needs root, " +
+  "the CAP_NET_BIND_SERVICE capability, or a lower " +
+  "net.ipv4.ip_unprivileged_port_start)";
+
+/**
+ * The reason for a missing network permission, naming the exact flag that
+ * grants it: Deno checks the address it is asked to use, so
+ * `--allow-net=localhost` does not cover `127.0.0.1` or `::1`.
+ *
+ * @param host The host or IP address Deno was asked to use.
+ * @param port Its port; 0 (any port) names the host alone.
+ * @returns "Deno needs the network permission (run with -N or
+ *   --allow-net=HOST:PORT)".
+ */
+export function netPermissionHint(host: string, port: number): string {
+  const name = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+  const flag = port > 0 ? `${name}:${port}` : name;
+  return `Deno needs the network permission (run with -N or --allow-net=${flag})`;
 }
 
 /**

@@ -16,6 +16,7 @@ import {
 import {
   abortError,
   InvalidArgumentError,
+  netPermissionHint,
   PermissionDeniedError,
   ResolveError,
   type SocketError,
@@ -69,6 +70,13 @@ export interface ResolveOptions {
 }
 
 const DEFAULT_TIMEOUT = 5000;
+/**
+ * Milliseconds to wait for the AAAA answer once the A answer has addresses
+ * (RFC 8305's "Resolution Delay"): a server that never answers AAAA costs
+ * this, not the whole timeout. An AAAA answer first still waits for A,
+ * since a machine without IPv6 connectivity needs the IPv4 addresses.
+ */
+const RESOLUTION_DELAY = 50;
 const DEFAULT_HOSTS_FILE = "/etc/hosts";
 /** RFC 6761: `localhost` is the loopback, whatever any file or server says. */
 const LOCALHOST: readonly IpAddress[] = [
@@ -125,19 +133,46 @@ export async function resolve(
   if (key === "localhost" || key.endsWith(".localhost")) {
     return onlyFamily([...LOCALHOST], family, host);
   }
+  let unread: string | undefined;
   if (hostsFile !== false) {
     const fromFile = await lookUpHostsFile(hostsFile, key);
     if (signal?.aborted) throw abortError(signal, `resolve ${host}`, { host });
-    if (fromFile.length > 0) {
+    if (fromFile === undefined) unread = hostsFile;
+    else if (fromFile.length > 0) {
       return onlyFamily(interleave(fromFile), family, host);
     }
   }
-  return await lookUpDns(host, key, {
-    family,
-    timeout,
-    signal,
-    nameServer,
-  });
+  try {
+    return await lookUpDns(host, key, {
+      family,
+      timeout,
+      signal,
+      nameServer,
+    });
+  } catch (error) {
+    throw unread === undefined ? error : withHostsHint(error, host, unread);
+  }
+}
+
+/**
+ * The error of a lookup that skipped the hosts file for want of the read
+ * permission: the name may well be there, so the message says how to let
+ * it be read.
+ */
+function withHostsHint(error: unknown, host: string, path: string): unknown {
+  const hint = `${path} was not read: run with --allow-read=${path} ` +
+    `if the name is there`;
+  if (error instanceof ResolveError && error.code === "ENOTFOUND") {
+    const reason = error.message.replace(/^.*\((.*)\)$/, "$1");
+    return new ResolveError("ENOTFOUND", host, `${reason}; ${hint}`, error);
+  }
+  if (error instanceof PermissionDeniedError) {
+    return new PermissionDeniedError(`${error.message}; ${hint}`, {
+      host,
+      cause: error.cause,
+    });
+  }
+  return error;
 }
 
 /**
@@ -227,12 +262,13 @@ function interleave(addresses: IpAddress[]): IpAddress[] {
   return out;
 }
 
+/** The addresses of `name` in the file; `undefined` when not allowed to read it. */
 async function lookUpHostsFile(
   path: string,
   name: string,
-): Promise<IpAddress[]> {
+): Promise<IpAddress[] | undefined> {
   const permission = await Deno.permissions.query({ name: "read", path });
-  if (permission.state !== "granted") return [];
+  if (permission.state !== "granted") return undefined;
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -281,12 +317,24 @@ async function lookUpDns(
     : query.family === 6
     ? ["AAAA" as const]
     : ["AAAA" as const, "A" as const];
+  // Ends the AAAA query once the A answer's grace has passed.
+  const grace = new AbortController();
+  const signal = deadline.signal
+    ? AbortSignal.any([deadline.signal, grace.signal])
+    : grace.signal;
   const ask = query.nameServer
-    ? askNameServer(query.nameServer, deadline.signal)
-    : askSystem(deadline.signal);
+    ? askNameServer(query.nameServer, signal)
+    : askSystem(signal);
+  let graceTimer: ReturnType<typeof setTimeout> | undefined;
+  const startGrace = (type: "A" | "AAAA", found: string[]) => {
+    if (type === "A" && found.length > 0 && types.length > 1) {
+      graceTimer ??= setTimeout(() => grace.abort(), RESOLUTION_DELAY);
+    }
+    return found;
+  };
   try {
     const results = await Promise.allSettled(
-      types.map((type) => ask(name, type)),
+      types.map((type) => ask(name, type).then((f) => startGrace(type, f))),
     );
     const addresses: IpAddress[] = [];
     results.forEach((result, i) => {
@@ -298,8 +346,9 @@ async function lookUpDns(
     if (deadline.signal?.aborted) {
       throw abortError(deadline.signal, `resolve ${host}`, { host });
     }
-    throw dnsError(host, results);
+    throw dnsError(host, results, query.nameServer);
   } finally {
+    clearTimeout(graceTimer);
     deadline.clear();
   }
 }
@@ -348,16 +397,21 @@ const RCODE_REASONS: Record<number, string> = {
 function dnsError(
   host: string,
   results: PromiseSettledResult<string[]>[],
+  nameServer: Required<NameServer> | undefined,
 ): SocketError {
   const errors = results.flatMap((r) =>
     r.status === "rejected" ? [r.reason] : []
   );
   const denied = errors.find((e) => e instanceof Deno.errors.NotCapable);
   if (denied) {
-    return new PermissionDeniedError(
-      `resolve ${host}: Deno needs the network permission (run with -N)`,
-      { host, cause: denied },
-    );
+    // The system's resolver asks the servers of /etc/resolv.conf: -N.
+    const hint = nameServer
+      ? netPermissionHint(nameServer.ipAddr, nameServer.port)
+      : "Deno needs the network permission (run with -N)";
+    return new PermissionDeniedError(`resolve ${host}: ${hint}`, {
+      host,
+      cause: denied,
+    });
   }
   const failed = errors.find((e) =>
     !(e instanceof Deno.errors.NotFound) &&

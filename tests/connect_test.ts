@@ -16,6 +16,9 @@ import {
 import { startDnsServer } from "./fixtures/dns_server.ts";
 import { releasedPort } from "./fixtures/net.ts";
 import { rejectsWith } from "./fixtures/assertions.ts";
+import { within } from "./fixtures/deadline.ts";
+import { DENO, ROOT, run } from "./fixtures/process.ts";
+import { serve } from "../lib/server.ts";
 
 const decoder = new TextDecoder();
 
@@ -88,12 +91,16 @@ function recorder(): {
 Deno.test("connect(): to an IP literal, with the addresses of both ends", async () => {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepting = listener.accept();
-  await using conn = await connect("127.0.0.1", listener.addr.port);
+  await using conn = await within(
+    connect("127.0.0.1", listener.addr.port),
+    10_000,
+    "connect",
+  );
   using peer = await accepting;
   assert.equal(conn.remoteAddr.address, "127.0.0.1");
   assert.equal(conn.remoteAddr.port, listener.addr.port);
   assert.equal(conn.localAddr.port, (peer.remoteAddr as Deno.NetAddr).port);
-  await conn.sendAll("hello");
+  await within(conn.sendAll("hello"), 10_000, "conn.sendAll");
   const buffer = new Uint8Array(5);
   assert.equal(await peer.read(buffer), 5);
   assert.equal(decoder.decode(buffer), "hello");
@@ -103,7 +110,11 @@ Deno.test("connect(): to IPv6 loopback, bracketed or not", async () => {
   using listener = Deno.listen({ hostname: "::1", port: 0 });
   for (const host of ["::1", "[::1]"]) {
     const accepting = listener.accept();
-    await using conn = await connect(host, listener.addr.port);
+    await using conn = await within(
+      connect(host, listener.addr.port),
+      10_000,
+      "connect",
+    );
     using _peer = await accepting;
     assert.equal(conn.remoteAddr.address, "::1");
     assert.equal(conn.remoteAddr.family, 6);
@@ -115,10 +126,14 @@ Deno.test("connect(): localhost tries ::1 first; refused, it goes on to 127.0.0.
   const accepting = listener.accept();
   const trace = recorder();
   const started = performance.now();
-  await using conn = await connect("localhost", listener.addr.port, {
-    attemptDelay: 10_000,
-    onAttempt: trace.onAttempt,
-  });
+  await using conn = await within(
+    connect("localhost", listener.addr.port, {
+      attemptDelay: 10_000,
+      onAttempt: trace.onAttempt,
+    }),
+    10_000,
+    "connect",
+  );
   using _peer = await accepting;
   // A refusal starts the next attempt at once, not after attemptDelay.
   assert.ok(performance.now() - started < 5000);
@@ -143,11 +158,15 @@ Deno.test("connect(): attemptDelay starts the next address while the first hangs
   ]);
   const trace = recorder();
   const started = performance.now();
-  await using conn = await connect("eyeballs.test", net.port, {
-    hostsFile: hosts.path,
-    attemptDelay: 50,
-    onAttempt: trace.onAttempt,
-  });
+  await using conn = await within(
+    connect("eyeballs.test", net.port, {
+      hostsFile: hosts.path,
+      attemptDelay: 50,
+      onAttempt: trace.onAttempt,
+    }),
+    10_000,
+    "connect",
+  );
   const elapsed = performance.now() - started;
   assert.equal(conn.remoteAddr.address, "127.0.0.1");
   assert.ok(elapsed >= 45, `the second attempt started after ${elapsed} ms`);
@@ -158,7 +177,7 @@ Deno.test("connect(): attemptDelay starts the next address while the first hangs
     "trying 127.0.0.1",
     "connected 127.0.0.1",
   ]);
-  await conn.sendAll("over the winner");
+  await within(conn.sendAll("over the winner"), 10_000, "conn.sendAll");
   await conn.closeWrite();
 });
 
@@ -167,15 +186,19 @@ Deno.test("connect(): a timeout while the only address hangs is ETIMEDOUT naming
   await using hosts = await hostsFile(["127.0.0.3 silent.test"]);
   const trace = recorder();
   const started = performance.now();
-  const error = await rejectsWith(
-    connect("silent.test", net.port, {
-      hostsFile: hosts.path,
-      timeout: 100,
-      attemptDelay: 10,
-      onAttempt: trace.onAttempt,
-    }),
-    TimeoutError,
-    "ETIMEDOUT",
+  const error = await within(
+    rejectsWith(
+      connect("silent.test", net.port, {
+        hostsFile: hosts.path,
+        timeout: 100,
+        attemptDelay: 10,
+        onAttempt: trace.onAttempt,
+      }),
+      TimeoutError,
+      "ETIMEDOUT",
+    ),
+    10_000,
+    "rejectsWith",
   );
   const elapsed = performance.now() - started;
   assert.ok(elapsed >= 90 && elapsed < 5000, `took ${elapsed} ms`);
@@ -196,15 +219,19 @@ Deno.test("connect(): a timeout with two hanging attempts cancels both", async (
     "::ffff:127.0.0.3 twice.test",
   ]);
   const trace = recorder();
-  const error = await rejectsWith(
-    connect("twice.test", net.port, {
-      hostsFile: hosts.path,
-      timeout: 150,
-      attemptDelay: 20,
-      onAttempt: trace.onAttempt,
-    }),
-    TimeoutError,
-    "ETIMEDOUT",
+  const error = await within(
+    rejectsWith(
+      connect("twice.test", net.port, {
+        hostsFile: hosts.path,
+        timeout: 150,
+        attemptDelay: 20,
+        onAttempt: trace.onAttempt,
+      }),
+      TimeoutError,
+      "ETIMEDOUT",
+    ),
+    10_000,
+    "rejectsWith",
   );
   assert.match(error.message, /timed out after 150 ms/);
   assert.deepEqual(trace.events.filter((e) => e.startsWith("trying")), [
@@ -221,17 +248,21 @@ Deno.test("connect(): an abort mid-connect is ECANCELED with the reason as cause
   let timer: ReturnType<typeof setTimeout> | undefined;
   const started = performance.now();
   try {
-    const error = await rejectsWith(
-      connect("127.0.0.3", net.port, {
-        signal: controller.signal,
-        onAttempt: (event) => {
-          if (event.state === "trying") {
-            timer = setTimeout(() => controller.abort(reason), 20);
-          }
-        },
-      }),
-      CancelledError,
-      "ECANCELED",
+    const error = await within(
+      rejectsWith(
+        connect("127.0.0.3", net.port, {
+          signal: controller.signal,
+          onAttempt: (event) => {
+            if (event.state === "trying") {
+              timer = setTimeout(() => controller.abort(reason), 20);
+            }
+          },
+        }),
+        CancelledError,
+        "ECANCELED",
+      ),
+      10_000,
+      "rejectsWith",
     );
     assert.ok(performance.now() - started < 5000);
     assert.equal(error.cause, reason);
@@ -249,13 +280,17 @@ Deno.test("connect(): an abort mid-connect is ECANCELED with the reason as cause
 Deno.test("connect(): an already-aborted signal is ECANCELED before any attempt", async () => {
   const trace = recorder();
   const reason = new Error("early");
-  const error = await rejectsWith(
-    connect("127.0.0.1", 9, {
-      signal: AbortSignal.abort(reason),
-      onAttempt: trace.onAttempt,
-    }),
-    CancelledError,
-    "ECANCELED",
+  const error = await within(
+    rejectsWith(
+      connect("127.0.0.1", 9, {
+        signal: AbortSignal.abort(reason),
+        onAttempt: trace.onAttempt,
+      }),
+      CancelledError,
+      "ECANCELED",
+    ),
+    10_000,
+    "rejectsWith",
   );
   assert.equal(error.cause, reason);
   assert.equal(error.message, "connect to 127.0.0.1 port 9: cancelled");
@@ -264,10 +299,14 @@ Deno.test("connect(): an already-aborted signal is ECANCELED before any attempt"
 
 Deno.test("connect(): one address refused is its own ECONNREFUSED", async () => {
   const port = releasedPort();
-  const error = await rejectsWith(
-    connect("127.0.0.1", port),
-    ConnectionRefusedError,
-    "ECONNREFUSED",
+  const error = await within(
+    rejectsWith(
+      connect("127.0.0.1", port),
+      ConnectionRefusedError,
+      "ECONNREFUSED",
+    ),
+    10_000,
+    "rejectsWith",
   );
   assert.equal(
     error.message,
@@ -287,13 +326,17 @@ Deno.test("connect(): every address failed: the message and attempts list each a
     "::1 nobody.test",
   ]);
   const trace = recorder();
-  const error = await rejectsWith(
-    connect("nobody.test", port, {
-      hostsFile: hosts.path,
-      onAttempt: trace.onAttempt,
-    }),
-    ConnectionRefusedError,
-    "ECONNREFUSED",
+  const error = await within(
+    rejectsWith(
+      connect("nobody.test", port, {
+        hostsFile: hosts.path,
+        onAttempt: trace.onAttempt,
+      }),
+      ConnectionRefusedError,
+      "ECONNREFUSED",
+    ),
+    10_000,
+    "rejectsWith",
   );
   assert.equal(
     error.message,
@@ -327,33 +370,97 @@ Deno.test("connect(): every address failed: the message and attempts list each a
   ]);
 });
 
+Deno.test('connect(): many failed addresses: the first three, then "and N more"; attempts has all', async () => {
+  const port = releasedPort();
+  const addresses = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 1}`);
+  await using hosts = await hostsFile(
+    addresses.map((address) => `${address} many.test`),
+  );
+  const error = await within(
+    rejectsWith(
+      connect("many.test", port, { hostsFile: hosts.path }),
+      ConnectionRefusedError,
+      "ECONNREFUSED",
+    ),
+    5000,
+    "eight refusals",
+  );
+  assert.equal(
+    error.message,
+    `connect to many.test port ${port} failed for every address: ` +
+      "127.0.0.1: Connection refused; 127.0.0.2: Connection refused; " +
+      "127.0.0.3: Connection refused; and 5 more",
+  );
+  assert.deepEqual(error.attempts?.map((a) => a.address), addresses);
+});
+
+Deno.test("connect(): --allow-net=NAME is enough: a name permitted, its addresses not, is dialled by name", async () => {
+  await using server = serve(
+    { hostname: "127.0.0.1" },
+    (conn) => conn.sendAll("hi"),
+  );
+  const port = server.addr.port;
+  const script = `import { connect } from "${ROOT}mod.ts";
+try {
+  await using conn = await connect("localhost", ${port});
+  console.log("connected", conn.remoteAddr.address);
+} catch (error) { console.log(error.code, error.message); }`;
+  const path = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(path, script);
+    const byName = await run(DENO, ["run", "--allow-net=localhost", path]);
+    assert.equal(byName.stdout, "connected 127.0.0.1\n", byName.stderr);
+    // Without it, the error names the flag that would have worked.
+    const none = await run(DENO, ["run", "--no-prompt", path]);
+    assert.equal(
+      none.stdout,
+      `EACCES connect to localhost port ${port}: Deno needs the network ` +
+        `permission (run with -N or --allow-net=localhost:${port})\n`,
+    );
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
 Deno.test("connect(): family narrows the addresses tried", async () => {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const trace = recorder();
   const accepting = listener.accept();
-  await using conn = await connect("localhost", listener.addr.port, {
-    family: 4,
-    onAttempt: trace.onAttempt,
-  });
+  await using conn = await within(
+    connect("localhost", listener.addr.port, {
+      family: 4,
+      onAttempt: trace.onAttempt,
+    }),
+    10_000,
+    "connect",
+  );
   using _peer = await accepting;
   assert.equal(conn.remoteAddr.address, "127.0.0.1");
   assert.deepEqual(trace.events, ["trying 127.0.0.1", "connected 127.0.0.1"]);
-  await rejectsWith(
-    connect("127.0.0.1", listener.addr.port, { family: 6 }),
-    ResolveError,
-    "ENOTFOUND",
+  await within(
+    rejectsWith(
+      connect("127.0.0.1", listener.addr.port, { family: 6 }),
+      ResolveError,
+      "ENOTFOUND",
+    ),
+    10_000,
+    "rejectsWith",
   );
 });
 
 Deno.test("connect(): a name that does not resolve is ENOTFOUND", async () => {
   await using dns = await startDnsServer({ records: {} });
-  const error = await rejectsWith(
-    connect("nowhere.test", 80, {
-      hostsFile: false,
-      nameServer: { ipAddr: dns.hostname, port: dns.port },
-    }),
-    ResolveError,
-    "ENOTFOUND",
+  const error = await within(
+    rejectsWith(
+      connect("nowhere.test", 80, {
+        hostsFile: false,
+        nameServer: { ipAddr: dns.hostname, port: dns.port },
+      }),
+      ResolveError,
+      "ENOTFOUND",
+    ),
+    10_000,
+    "rejectsWith",
   );
   assert.equal(error.host, "nowhere.test");
 });
@@ -364,14 +471,18 @@ Deno.test("connect(): the timeout covers the name lookup", async () => {
     faults: { "slowdns.test": "silent" },
   });
   const started = performance.now();
-  const error = await rejectsWith(
-    connect("slowdns.test", 80, {
-      hostsFile: false,
-      nameServer: { ipAddr: dns.hostname, port: dns.port },
-      timeout: 100,
-    }),
-    TimeoutError,
-    "ETIMEDOUT",
+  const error = await within(
+    rejectsWith(
+      connect("slowdns.test", 80, {
+        hostsFile: false,
+        nameServer: { ipAddr: dns.hostname, port: dns.port },
+        timeout: 100,
+      }),
+      TimeoutError,
+      "ETIMEDOUT",
+    ),
+    10_000,
+    "rejectsWith",
   );
   assert.ok(performance.now() - started < 3000);
   assert.equal(
@@ -386,11 +497,15 @@ Deno.test("connect(): a name from DNS connects", async () => {
     records: { "served.test": { A: ["127.0.0.1"] } },
   });
   const accepting = listener.accept();
-  await using conn = await connect("served.test", listener.addr.port, {
-    hostsFile: false,
-    nameServer: { ipAddr: dns.hostname, port: dns.port },
-    family: 4,
-  });
+  await using conn = await within(
+    connect("served.test", listener.addr.port, {
+      hostsFile: false,
+      nameServer: { ipAddr: dns.hostname, port: dns.port },
+      family: 4,
+    }),
+    10_000,
+    "connect",
+  );
   using _peer = await accepting;
   assert.equal(conn.remoteAddr.address, "127.0.0.1");
 });
@@ -398,13 +513,21 @@ Deno.test("connect(): a name from DNS connects", async () => {
 Deno.test("connect(): connection options reach the Connection (idleTimeout)", async () => {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepting = listener.accept();
-  await using conn = await connect("127.0.0.1", listener.addr.port, {
-    idleTimeout: 50,
-    noDelay: false,
-    keepAlive: true,
-  });
+  await using conn = await within(
+    connect("127.0.0.1", listener.addr.port, {
+      idleTimeout: 50,
+      noDelay: false,
+      keepAlive: true,
+    }),
+    10_000,
+    "connect",
+  );
   using _peer = await accepting;
-  const error = await rejectsWith(conn.recv(), TimeoutError, "ETIMEDOUT");
+  const error = await within(
+    rejectsWith(conn.recv(), TimeoutError, "ETIMEDOUT"),
+    10_000,
+    "rejectsWith",
+  );
   assert.match(error.message, /no progress in 50 ms/);
   assert.equal(conn.closed, true);
 });
@@ -448,7 +571,11 @@ Deno.test("connect(): bad arguments are EINVAL, naming the value", async () => {
     ],
   ];
   for (const [promise, message] of cases) {
-    const error = await rejectsWith(promise, InvalidArgumentError, "EINVAL");
+    const error = await within(
+      rejectsWith(promise, InvalidArgumentError, "EINVAL"),
+      10_000,
+      "rejectsWith",
+    );
     assert.match(error.message, message);
   }
 });
@@ -458,11 +585,15 @@ Deno.test("connect(): an onAttempt that throws does not break the race", async (
   try {
     const accepted = server.accept();
     // localhost tries ::1 (refused) and then 127.0.0.1: every kind of event.
-    const conn = await connect("localhost", server.addr.port, {
-      onAttempt: () => {
-        throw new Error("hook bug");
-      },
-    });
+    const conn = await within(
+      connect("localhost", server.addr.port, {
+        onAttempt: () => {
+          throw new Error("hook bug");
+        },
+      }),
+      10_000,
+      "connect",
+    );
     conn.close();
     (await accepted).close();
   } finally {
@@ -481,7 +612,11 @@ Deno.test("connect(): an abort during the hosts-file lookup is kept", async () =
     });
     await Promise.resolve();
     controller.abort();
-    await rejectsWith(connecting, CancelledError, "ECANCELED");
+    await within(
+      rejectsWith(connecting, CancelledError, "ECANCELED"),
+      10_000,
+      "rejectsWith",
+    );
   } finally {
     server.close();
   }

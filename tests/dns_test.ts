@@ -11,6 +11,7 @@
  */
 
 import assert from "node:assert/strict";
+import { within } from "./fixtures/deadline.ts";
 import dgram from "node:dgram";
 import { formatIpv6, nameKey, parseResponse, queryDns } from "../lib/dns.ts";
 import { startDnsServer } from "./fixtures/dns_server.ts";
@@ -281,9 +282,17 @@ function frame(message: Uint8Array): Uint8Array {
 
 Deno.test("queryDns(): A and AAAA answers, IPv6 compressed", async () => {
   await using dns = await startDnsServer({ records: RECORDS, faults: FAULTS });
-  const a = await queryDns("name.test", "A", { server: serverOf(dns) });
+  const a = await within(
+    queryDns("name.test", "A", { server: serverOf(dns) }),
+    10_000,
+    "queryDns",
+  );
   assert.deepEqual(a, { rcode: 0, addresses: ["192.0.2.1", "192.0.2.2"] });
-  const aaaa = await queryDns("Name.TEST.", "AAAA", { server: serverOf(dns) });
+  const aaaa = await within(
+    queryDns("Name.TEST.", "AAAA", { server: serverOf(dns) }),
+    10_000,
+    "queryDns",
+  );
   assert.deepEqual(aaaa, { rcode: 0, addresses: ["::1", "2001:db8::5"] });
   assert.deepEqual(dns.queries, [
     { name: "name.test", type: "A", transport: "udp" },
@@ -302,7 +311,11 @@ Deno.test("queryDns(): negative answers keep their rcode", async (t) => {
   ];
   for (const [outcome, name, type, rcode] of cases) {
     await t.step(`${outcome}: rcode ${rcode}, no addresses`, async () => {
-      const answer = await queryDns(name, type, { server: serverOf(dns) });
+      const answer = await within(
+        queryDns(name, type, { server: serverOf(dns) }),
+        10_000,
+        "queryDns",
+      );
       assert.deepEqual(answer, { rcode, addresses: [] });
     });
   }
@@ -313,13 +326,17 @@ Deno.test("queryDns(): silent server rejects with the signal's reason", async ()
   const reason = timeoutError();
   using abort = abortAfter(300, reason);
   const start = performance.now();
-  await assert.rejects(
-    queryDns("silent.test", "A", {
-      server: serverOf(dns),
-      signal: abort.signal,
-      retransmit: 100,
-    }),
-    (error: unknown) => error === reason,
+  await within(
+    assert.rejects(
+      queryDns("silent.test", "A", {
+        server: serverOf(dns),
+        signal: abort.signal,
+        retransmit: 100,
+      }),
+      (error: unknown) => error === reason,
+    ),
+    10_000,
+    "assert.rejects",
   );
   const elapsed = performance.now() - start;
   assert.ok(elapsed >= 280 && elapsed < 3000, `took ${elapsed} ms`);
@@ -333,19 +350,27 @@ Deno.test("queryDns(): an aborted signal rejects before sending", async () => {
   const controller = new AbortController();
   const reason = new Error("gave up");
   controller.abort(reason);
-  await assert.rejects(
-    queryDns("name.test", "A", {
-      server: serverOf(dns),
-      signal: controller.signal,
-    }),
-    (error: unknown) => error === reason,
+  await within(
+    assert.rejects(
+      queryDns("name.test", "A", {
+        server: serverOf(dns),
+        signal: controller.signal,
+      }),
+      (error: unknown) => error === reason,
+    ),
+    10_000,
+    "assert.rejects",
   );
   assert.equal(dns.queries.length, 0);
 });
 
 Deno.test("queryDns(): truncated answer is asked again over TCP", async () => {
   await using dns = await startDnsServer({ records: RECORDS, faults: FAULTS });
-  const answer = await queryDns("big.test", "A", { server: serverOf(dns) });
+  const answer = await within(
+    queryDns("big.test", "A", { server: serverOf(dns) }),
+    10_000,
+    "queryDns",
+  );
   assert.deepEqual(answer, { rcode: 0, addresses: ["192.0.2.5"] });
   assert.deepEqual(dns.queries, [
     { name: "big.test", type: "A", transport: "udp" },
@@ -357,11 +382,19 @@ Deno.test("queryDns(): bad arguments reject without a query", async () => {
   await using dns = await startDnsServer({ records: RECORDS });
   const server = serverOf(dns);
   for (const name of ["a..test", "x".repeat(64) + ".test", "a.".repeat(128)]) {
-    await assert.rejects(queryDns(name, "A", { server }), TypeError);
+    await within(
+      assert.rejects(queryDns(name, "A", { server }), TypeError),
+      10_000,
+      "assert.rejects",
+    );
   }
-  await assert.rejects(
-    queryDns("name.test", "A", { server, retransmit: 0 }),
-    RangeError,
+  await within(
+    assert.rejects(
+      queryDns("name.test", "A", { server, retransmit: 0 }),
+      RangeError,
+    ),
+    10_000,
+    "assert.rejects",
   );
   assert.equal(dns.queries.length, 0);
 });
@@ -399,7 +432,11 @@ Deno.test("queryDns(): ignores junk, mismatched and spoofed responses", async ()
       ];
     },
   });
-  const answer = await queryDns("spoof.test", "A", { server: fake.server });
+  const answer = await within(
+    queryDns("spoof.test", "A", { server: fake.server }),
+    10_000,
+    "queryDns",
+  );
   assert.deepEqual(answer, { rcode: 0, addresses: ["192.0.2.9"] });
   assert.equal(fake.udpQueries.length, 1);
 });
@@ -412,11 +449,15 @@ Deno.test("queryDns(): retransmits a lost query", async () => {
   });
   using abort = abortAfter(2000, timeoutError());
   const start = performance.now();
-  const answer = await queryDns("lost.test", "A", {
-    server: fake.server,
-    signal: abort.signal,
-    retransmit: 50,
-  });
+  const answer = await within(
+    queryDns("lost.test", "A", {
+      server: fake.server,
+      signal: abort.signal,
+      retransmit: 50,
+    }),
+    10_000,
+    "queryDns",
+  );
   assert.deepEqual(answer, { rcode: 2, addresses: [] });
   assert.ok(performance.now() - start >= 45);
   assert.equal(fake.udpQueries.length, 2);
@@ -430,7 +471,11 @@ Deno.test("queryDns(): query shape: random id, RD, one question", async () => {
   });
   const ids = new Set<number>();
   for (let i = 0; i < 4; i++) {
-    await queryDns("Shape.Test", "AAAA", { server: fake.server });
+    await within(
+      queryDns("Shape.Test", "AAAA", { server: fake.server }),
+      10_000,
+      "queryDns",
+    );
   }
   for (const query of fake.udpQueries) {
     ids.add((query[0] << 8) | query[1]);
@@ -463,7 +508,11 @@ Deno.test("queryDns(): an IPv6 server over udp6 and TCP", async () => {
       frame(respondTo(query, { answers: [record(u16(0xc00c), 28, aaaa)] })),
     ],
   });
-  const answer = await queryDns("six.test", "AAAA", { server: fake.server });
+  const answer = await within(
+    queryDns("six.test", "AAAA", { server: fake.server }),
+    10_000,
+    "queryDns",
+  );
   assert.deepEqual(answer, { rcode: 0, addresses: ["2001:db8::5"] });
   assert.equal(fake.tcpQueries.length, 1);
 });
@@ -484,9 +533,39 @@ Deno.test("queryDns(): TCP reads split and mismatched frames", async () => {
       return [wrong, ...Array.from(right, (byte) => new Uint8Array([byte]))];
     },
   });
-  const answer = await queryDns("split.test", "A", { server: fake.server });
+  const answer = await within(
+    queryDns("split.test", "A", { server: fake.server }),
+    10_000,
+    "queryDns",
+  );
   assert.deepEqual(answer, { rcode: 0, addresses: ["192.0.2.10"] });
   assert.deepEqual(fake.tcpQueries[0], fake.udpQueries[0]);
+});
+
+Deno.test("queryDns(): a malformed TCP answer with our id rejects at once", async () => {
+  await using fake = await startFakeServer({
+    udp: (query) => [{ bytes: respondTo(query, { tc: true }) }],
+    // An A record of 2 bytes: malformed. Nothing can be spoofed on our own
+    // connection, so waiting for a better answer would only run out the
+    // caller's timeout.
+    tcp: (query) => [
+      frame(respondTo(query, { answers: [record(u16(0xc00c), 1, [1, 2])] })),
+    ],
+  });
+  using abort = abortAfter(5000, timeoutError());
+  const started = performance.now();
+  await within(
+    assert.rejects(
+      queryDns("bad.test", "A", { server: fake.server, signal: abort.signal }),
+      (error: unknown) =>
+        error instanceof Deno.errors.InvalidData &&
+        /malformed answer over TCP/.test(error.message),
+    ),
+    10_000,
+    "assert.rejects",
+  );
+  // Observed ~10 ms; before, only the 5,000 ms signal ended it.
+  assert.ok(performance.now() - started < 1500);
 });
 
 Deno.test("queryDns(): abort during TCP rejects and hangs up", async () => {
@@ -497,9 +576,13 @@ Deno.test("queryDns(): abort during TCP rejects and hangs up", async () => {
   const reason = timeoutError();
   using abort = abortAfter(200, reason);
   const start = performance.now();
-  await assert.rejects(
-    queryDns("slow.test", "A", { server: fake.server, signal: abort.signal }),
-    (error: unknown) => error === reason,
+  await within(
+    assert.rejects(
+      queryDns("slow.test", "A", { server: fake.server, signal: abort.signal }),
+      (error: unknown) => error === reason,
+    ),
+    10_000,
+    "assert.rejects",
   );
   assert.ok(performance.now() - start < 3000);
   assert.equal(fake.tcpQueries.length, 1);
@@ -512,9 +595,13 @@ Deno.test("queryDns(): TCP failures reject with the runtime's error", async (t) 
       udp: (query) => [{ bytes: respondTo(query, { tc: true }) }],
       tcp: "close",
     });
-    await assert.rejects(
-      queryDns("eof.test", "A", { server: fake.server }),
-      Deno.errors.UnexpectedEof,
+    await within(
+      assert.rejects(
+        queryDns("eof.test", "A", { server: fake.server }),
+        Deno.errors.UnexpectedEof,
+      ),
+      10_000,
+      "assert.rejects",
     );
   });
   await t.step("nobody listening on TCP: ConnectionRefused", async () => {
@@ -522,9 +609,13 @@ Deno.test("queryDns(): TCP failures reject with the runtime's error", async (t) 
       udp: (query) => [{ bytes: respondTo(query, { tc: true }) }],
       tcp: "none",
     });
-    await assert.rejects(
-      queryDns("refused.test", "A", { server: fake.server }),
-      Deno.errors.ConnectionRefused,
+    await within(
+      assert.rejects(
+        queryDns("refused.test", "A", { server: fake.server }),
+        Deno.errors.ConnectionRefused,
+      ),
+      10_000,
+      "assert.rejects",
     );
   });
 });
@@ -538,15 +629,19 @@ Deno.test("queryDns(): nobody listening on UDP waits for the signal", async () =
   await fake[Symbol.asyncDispose]();
   const reason = timeoutError();
   using abort = abortAfter(200, reason);
-  await assert.rejects(
-    queryDns("nobody.test", "A", {
-      server: { ipAddr: "127.0.0.1", port },
-      signal: abort.signal,
-      retransmit: 50,
-    }),
-    (error: unknown) =>
-      error === reason ||
-      (error as { code?: string }).code === "ECONNREFUSED",
+  await within(
+    assert.rejects(
+      queryDns("nobody.test", "A", {
+        server: { ipAddr: "127.0.0.1", port },
+        signal: abort.signal,
+        retransmit: 50,
+      }),
+      (error: unknown) =>
+        error === reason ||
+        (error as { code?: string }).code === "ECONNREFUSED",
+    ),
+    10_000,
+    "assert.rejects",
   );
 });
 

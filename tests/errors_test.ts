@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { missing, ROOT, run } from "./fixtures/process.ts";
 import {
   abortError,
   AddressInUseError,
@@ -14,6 +15,7 @@ import {
   fromRuntimeError,
   InvalidArgumentError,
   MessageTooLargeError,
+  netPermissionHint,
   PermissionDeniedError,
   ResolveError,
   SocketClosedError,
@@ -132,7 +134,7 @@ Deno.test("fromRuntimeError(): maps each Deno error to its class, code and reaso
       new Deno.errors.NotCapable("x"),
       PermissionDeniedError,
       "EACCES",
-      "Deno needs the network permission (run with -N)",
+      "Deno needs the network permission (run with -N or --allow-net=127.0.0.1:5000)",
     ],
     [
       new Deno.errors.PermissionDenied("x"),
@@ -210,6 +212,74 @@ Deno.test("fromRuntimeError(): maps each Deno error to its class, code and reaso
     assert.equal(error.host, "127.0.0.1");
     assert.equal(error.port, 5000);
   }
+});
+
+Deno.test("netPermissionHint(): names the exact --allow-net that grants it", () => {
+  assert.equal(
+    netPermissionHint("::1", 80),
+    "Deno needs the network permission (run with -N or --allow-net=[::1]:80)",
+  );
+  assert.equal(
+    netPermissionHint("localhost", 0),
+    "Deno needs the network permission (run with -N or --allow-net=localhost)",
+  );
+});
+
+Deno.test("fromRuntimeError(): binding below 1024 without privilege names the privilege", () => {
+  const denied = new Deno.errors.PermissionDenied("x");
+  const bind = { action: "bind to", host: "0.0.0.0", port: 80 };
+  assert.equal(
+    fromRuntimeError(denied, bind).message,
+    "bind to 0.0.0.0 port 80: Permission denied (a port below 1024 needs " +
+      "root, the CAP_NET_BIND_SERVICE capability, or a lower " +
+      "net.ipv4.ip_unprivileged_port_start)",
+  );
+  // Elsewhere the plain reason stays.
+  assert.equal(
+    fromRuntimeError(denied, { ...bind, port: 8080 }).message,
+    "bind to 0.0.0.0 port 8080: Permission denied",
+  );
+});
+
+const noSetpriv = missing(
+  "setpriv",
+  "a real bind to port 80 without CAP_NET_BIND_SERVICE",
+);
+Deno.test({
+  name:
+    "serve(): a real bind to port 80 without CAP_NET_BIND_SERVICE says which privilege",
+  ignore: noSetpriv,
+  fn: async () => {
+    // setpriv drops the capability from the bounding set, so even root
+    // cannot bind below 1024 (unless the sysctl allows everyone to).
+    const start = Number(
+      Deno.readTextFileSync("/proc/sys/net/ipv4/ip_unprivileged_port_start"),
+    );
+    if (start <= 80) {
+      console.log("skipping the assertion: ip_unprivileged_port_start ≤ 80");
+      return;
+    }
+    const script = `import { serve } from "${ROOT}mod.ts";
+try {
+  const server = serve({ hostname: "127.0.0.1", port: 80 }, () => {});
+  await server.shutdown();
+  console.log("bound");
+} catch (error) { console.log(error.code, error.message); }`;
+    const result = await run("setpriv", [
+      "--bounding-set=-net_bind_service",
+      "--inh-caps=-net_bind_service",
+      Deno.execPath(),
+      "eval",
+      script,
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(
+      result.stdout,
+      "EACCES bind to 127.0.0.1 port 80: Permission denied (a port below " +
+        "1024 needs root, the CAP_NET_BIND_SERVICE capability, or a lower " +
+        "net.ipv4.ip_unprivileged_port_start)\n",
+    );
+  },
 });
 
 Deno.test("fromRuntimeError(): anything else is EIO with the original text", () => {

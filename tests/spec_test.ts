@@ -128,7 +128,9 @@ Deno.test("C3: every failure is one typed error family with a stable code (socke
       );
       assert.equal(
         lines,
-        "PermissionDeniedError EACCES bind to 127.0.0.1 port 1: Permission denied\n",
+        "PermissionDeniedError EACCES bind to 127.0.0.1 port 1: Permission " +
+          "denied (a port below 1024 needs root, the CAP_NET_BIND_SERVICE " +
+          "capability, or a lower net.ipv4.ip_unprivileged_port_start)\n",
       );
     },
   });
@@ -423,7 +425,10 @@ Deno.test("C5: an unresolvable host is a typed resolve error naming the host and
     assert.equal(result.stdout, "");
     assert.equal(
       result.stderr,
-      "there was an error resolving the host: nowhere.test (no such name)\n",
+      // Run with -N alone, the CLI says the hosts file was not read.
+      "there was an error resolving the host: nowhere.test (no such name; " +
+        "/etc/hosts was not read: run with --allow-read=/etc/hosts if the " +
+        "name is there)\n",
     );
   });
 });
