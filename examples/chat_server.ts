@@ -20,8 +20,11 @@
  *   without a newline, is not cut but drops its sender ("Line too long");
  * - a client sends at most 1000 lines at once and 100 a second after that
  *   ("Excess Flood");
- * - at most 256 KiB may wait to be sent to a client: one that reads slower
- *   than the room talks is dropped ("SendQ exceeded"), not buffered for.
+ * - at most 256 KiB may wait to be sent to a client ("SendQ exceeded"):
+ *   past half of that, the server stops reading the senders until the
+ *   client catches up, and drops it if that takes over 3 s. A slow client
+ *   slows the room a little; one that does not read is dropped, never
+ *   buffered for.
  *
  * So memory stays under about 100 clients × 256 KiB, whatever they send.
  *
@@ -41,6 +44,7 @@ const MAX_LINE = 4096;
 const FLOOD_BURST = 1000;
 const FLOOD_RATE = 100;
 const MAX_QUEUE = 256 * 1024;
+const MAX_LAG_MS = 3000;
 
 const encoder = new TextEncoder();
 
@@ -52,6 +56,7 @@ class Client {
   #queue: Uint8Array[] = [];
   #queued = 0;
   #flushing = false;
+  #waiting: (() => void)[] = [];
   #allowance = FLOOD_BURST;
   #counted = performance.now();
 
@@ -68,6 +73,14 @@ class Client {
     return true;
   }
 
+  /** Waits while over half its queue waits; drops it past `MAX_LAG_MS`. */
+  async catchUp(): Promise<void> {
+    if (this.#queued <= MAX_QUEUE / 2 || this.dropped) return;
+    const timer = setTimeout(() => this.drop("SendQ exceeded"), MAX_LAG_MS);
+    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    clearTimeout(timer);
+  }
+
   /** Counts one line against the flood limit; false once it floods. */
   takeLine(): boolean {
     const now = performance.now();
@@ -82,6 +95,7 @@ class Client {
     if (this.dropped) return;
     this.dropped = reason;
     room.delete(this);
+    this.#wake();
     console.log(`Dropped ${this.name}: ${reason}`);
     // One try: a client that does not read will not hear it.
     this.conn.send(`ERROR :Closing link: ${reason}\n`).catch(() => {});
@@ -97,12 +111,20 @@ class Client {
         this.#queue = [];
         await this.conn.sendAll(bytes);
         this.#queued -= bytes.length;
+        if (this.#queued <= MAX_QUEUE / 2) this.#wake();
       }
     } catch {
       // Gone: its own handler sees the connection end and leaves the room.
+      this.#queue = [];
+      this.#queued = 0;
+      this.#wake();
     } finally {
       this.#flushing = false;
     }
+  }
+
+  #wake(): void {
+    for (const resolve of this.#waiting.splice(0)) resolve();
   }
 }
 
@@ -144,6 +166,8 @@ async function chat(client: Client): Promise<void> {
       broadcast(client, line.replace(/\r$/, ""));
     }
     if (partial.length > MAX_LINE) return client.drop("Line too long");
+    // Read no more from this client while another falls behind.
+    await Promise.all([...room].map((peer) => peer.catchUp()));
   }
 }
 
