@@ -395,6 +395,8 @@ Deno.test("examples/chat_server.ts: a client that never reads is dropped, the ot
       tail = (tail + decoder.decode(chunk, { stream: true })).slice(-64);
     }
   })();
+  // Awaited below; a failure before then must not go unhandled meanwhile.
+  aliceReads.catch(() => {});
   await within(
     Promise.all([sam.sendAll(burst), sue.sendAll(burst)]),
     20_000,
