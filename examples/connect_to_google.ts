@@ -23,8 +23,19 @@ import {
   SocketError,
 } from "../mod.ts";
 
+/** Fails the way the CLI does: one line on stderr, no stack trace. */
+function fail(error: unknown, code: number): never {
+  console.error(error instanceof Error ? error.message : String(error));
+  Deno.exit(code);
+}
+
 const host = Deno.args[0] ?? "www.google.com";
-const port = parsePort(Deno.args[1] ?? "80");
+let port: number;
+try {
+  port = parsePort(Deno.args[1] ?? "80");
+} catch (error) {
+  fail(error, 2);
+}
 
 // Deno makes the socket as it connects; the line is kept for the tutorial.
 console.log("Socket successfully created");
@@ -34,7 +45,8 @@ try {
   // As the tutorial: the host's first IPv4 address.
   hostIp = await gethostbyname(host);
 } catch (error) {
-  if (!(error instanceof ResolveError)) throw error;
+  // A bad host name, no permission: one line, as the CLI prints it.
+  if (!(error instanceof ResolveError)) fail(error, 1);
   // This means we could not resolve the host.
   console.log("there was an error resolving the host");
   Deno.exit(1);
@@ -44,7 +56,7 @@ let conn;
 try {
   conn = await connect(hostIp, port);
 } catch (error) {
-  if (!(error instanceof SocketError)) throw error;
+  if (!(error instanceof SocketError)) fail(error, 1);
   // Refused, unreachable, timed out: the message names the address.
   console.log(error.message);
   Deno.exit(1);

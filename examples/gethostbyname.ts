@@ -22,7 +22,11 @@ try {
   const ip = await gethostbyname(host);
   console.log(ip);
 } catch (error) {
-  if (!(error instanceof SocketError)) throw error;
+  if (!(error instanceof SocketError)) {
+    // Not a socket error: one line on stderr all the same, no stack trace.
+    console.error(String(error));
+    Deno.exit(1);
+  }
   // The message names the host and the reason, as socket.gaierror would
   // (or the permission missing, for a name without -N).
   console.log(error.message);
