@@ -6,8 +6,8 @@
  */
 
 import { type AttemptEvent, connect } from "./connect.ts";
-import type { Connection } from "./connection.ts";
-import { fromRuntimeError, reasonOf } from "./errors.ts";
+import { reasonOf } from "./errors.ts";
+import { isReset, pipe, type PipeResult } from "./_pipe.ts";
 import {
   hostArg,
   parseCommandArgs,
@@ -53,21 +53,36 @@ export async function telnetCommand(args: string[]): Promise<number> {
   const conn = await connect(host, port, { onAttempt: trace });
   printError(`Connected to ${host}.`);
   printError("Escape character is '^]'.");
+  let result: PipeResult;
   try {
-    // Sending may fail once the peer is gone; what matters is its close.
-    copyStdin(conn).catch(() => {});
-    await conn.readable.pipeTo(Deno.stdout.writable, { preventClose: true });
-  } catch (error) {
-    // Only a write fails with a broken pipe: stdout's reader has gone (as
-    // in "| head"), which ends the command quietly, as it ends nc.
-    if (error instanceof Deno.errors.BrokenPipe) return 0;
-    throw fromRuntimeError(error, { action: "recv from", host, port });
+    result = await pipe(conn, { escape: ESCAPE });
   } finally {
     conn.close();
   }
-  printError("Connection closed by foreign host.");
-  // cli.ts exits with this code, ending a read of stdin still pending.
-  return 0;
+  // cli.ts exits with the code returned, ending a read of stdin still
+  // pending (in a worker, only an exit ends it).
+  return outcome(result);
+}
+
+/** The last lines and the exit code, from how the pipe ended. */
+function outcome(result: PipeResult): number {
+  // Stdout's reader has gone (as in "| head"): quietly, as nc ends.
+  if (result.stdoutClosed) return 0;
+  if (result.stdinError) {
+    printError(`read from stdin: ${result.stdinError.message}`);
+  }
+  if (result.stdoutError) {
+    printError(`write to stdout: ${result.stdoutError.message}`);
+    return 1;
+  }
+  const error = result.connectionError;
+  if (error === undefined) {
+    printError("Connection closed by foreign host.");
+    return result.stdinError ? 1 : 0;
+  }
+  // Everything that arrived was printed; then one line on how it ended.
+  printError(error.message);
+  return isReset(error) && !result.stdinError ? 0 : 1;
 }
 
 function trace(event: AttemptEvent): void {
@@ -75,24 +90,5 @@ function trace(event: AttemptEvent): void {
   if (event.state === "failed") {
     const reason = event.error ? reasonOf(event.error) : "failed";
     printError(`telnet: connect to address ${event.address}: ${reason}`);
-  }
-}
-
-/** Copies stdin to the peer, then closes the sending side. */
-async function copyStdin(conn: Connection): Promise<void> {
-  if (Deno.stdin.isTerminal()) await copyTerminal(conn);
-  else {
-    await Deno.stdin.readable.pipeTo(conn.writable, { preventClose: true });
-  }
-  await conn.closeWrite();
-}
-
-/** Line by line from a terminal, stopping at Ctrl-]. */
-async function copyTerminal(conn: Connection): Promise<void> {
-  for await (const chunk of Deno.stdin.readable) {
-    const escape = chunk.indexOf(ESCAPE);
-    const data = escape === -1 ? chunk : chunk.subarray(0, escape);
-    if (data.length > 0) await conn.sendAll(data);
-    if (escape !== -1) return;
   }
 }
