@@ -47,6 +47,11 @@ export interface PipeOptions {
    * (telnet's Ctrl-], 0x1d). Not looked for when stdin is not a terminal.
    */
   escape?: number;
+  /**
+   * Called when a direction hands its blocking side to a worker, with the
+   * bytes it had moved (for a trace).
+   */
+  onHandoff?: (direction: Role, bytes: number) => void;
 }
 
 /** How a {@linkcode pipe} ended. */
@@ -102,6 +107,7 @@ export async function pipe(
     conn,
     result: { sent: 0, received: 0, stdoutClosed: false },
     workers: [],
+    onHandoff: options.onHandoff,
   };
   const input = options.stdin ?? Deno.stdin;
   const output = options.stdout ?? Deno.stdout;
@@ -124,6 +130,7 @@ interface PipeState {
   conn: Connection;
   result: PipeResult;
   workers: Worker[];
+  onHandoff: PipeOptions["onHandoff"];
 }
 
 // Sending: stdin → socket -------------------------------------------------
@@ -189,6 +196,7 @@ async function sendFromRing(
   handoff: Handoff,
 ): Promise<boolean> {
   const ring = handoff.go();
+  state.onHandoff?.("stdin", state.result.sent);
   while (true) {
     const seq = ring.producerSeq();
     const producer = ring.producerState();
@@ -274,6 +282,7 @@ async function receiveIntoRing(
   handoff: Handoff,
 ): Promise<void> {
   const ring = handoff.go();
+  state.onHandoff?.("stdout", state.result.received);
   // Received, not yet counted as written: the ring's content.
   let pending = 0;
   let open = true;
@@ -359,6 +368,12 @@ class Ring {
   static CONSUMER_WAITS = 5;
   static PRODUCER_STATE = 6;
   static CONSUMER_STATE = 7;
+  /**
+   * The longest sleep, in ms: the protocol loses no wakeup, but should a
+   * wakeup ever go missing (once seen under heavy load, not explained),
+   * a side looks again instead of hanging.
+   */
+  static NAP = 100;
 
   ctl: Int32Array;
   data: Uint8Array;
@@ -441,24 +456,34 @@ class Ring {
   /** The consumer sleeps (worker) until the producer's counter moves. */
   waitForProducerSync(seq: number): void {
     Atomics.store(this.ctl, Ring.CONSUMER_WAITS, 1);
-    Atomics.wait(this.ctl, Ring.PRODUCER_SEQ, seq);
+    Atomics.wait(this.ctl, Ring.PRODUCER_SEQ, seq, Ring.NAP);
   }
 
   waitForConsumerSync(seq: number): void {
     Atomics.store(this.ctl, Ring.PRODUCER_WAITS, 1);
-    Atomics.wait(this.ctl, Ring.CONSUMER_SEQ, seq);
+    Atomics.wait(this.ctl, Ring.CONSUMER_SEQ, seq, Ring.NAP);
   }
 
   /** The consumer waits (main thread) until the producer's counter moves. */
   async waitForProducer(seq: number): Promise<void> {
     Atomics.store(this.ctl, Ring.CONSUMER_WAITS, 1);
-    const wait = Atomics.waitAsync(this.ctl, Ring.PRODUCER_SEQ, seq);
+    const wait = Atomics.waitAsync(
+      this.ctl,
+      Ring.PRODUCER_SEQ,
+      seq,
+      Ring.NAP,
+    );
     if (wait.async) await wait.value;
   }
 
   async waitForConsumer(seq: number): Promise<void> {
     Atomics.store(this.ctl, Ring.PRODUCER_WAITS, 1);
-    const wait = Atomics.waitAsync(this.ctl, Ring.CONSUMER_SEQ, seq);
+    const wait = Atomics.waitAsync(
+      this.ctl,
+      Ring.CONSUMER_SEQ,
+      seq,
+      Ring.NAP,
+    );
     if (wait.async) await wait.value;
   }
 
@@ -477,7 +502,8 @@ class Ring {
 
 // The workers -------------------------------------------------------------
 
-type Role = "stdin" | "stdout";
+/** A direction, by its blocking side: reading stdin or writing stdout. */
+export type Role = "stdin" | "stdout";
 
 /** What a worker posts. */
 type WorkerMessage =

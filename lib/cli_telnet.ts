@@ -7,7 +7,7 @@
 
 import { type AttemptEvent, connect } from "./connect.ts";
 import { reasonOf } from "./errors.ts";
-import { isReset, pipe, type PipeResult } from "./_pipe.ts";
+import { isReset, pipe, type PipeResult, type Role } from "./_pipe.ts";
 import {
   hostArg,
   parseCommandArgs,
@@ -28,13 +28,21 @@ no telnet protocol, no line-ending translation.
 
 End of stdin (Ctrl-D), or Ctrl-] then Enter on a terminal, closes the
 sending side; the command goes on printing until the peer closes, then
-prints "Connection closed by foreign host." and exits.
+prints "Connection closed by foreign host." and exits. A failure one way
+never cuts the other short: if the peer resets the connection (say, it
+closed without reading all we sent), every byte that arrived before is
+printed, then one line on stderr says so ("send to HOST port PORT:
+Connection reset by peer"). When stdout's reader leaves (| head), the
+command ends quietly.
 
 Options:
-  --debug      print the stack of an error
+  --debug      print the stack of an error, and when each direction is
+               handed to a worker thread (past its first MiB)
   -h, --help   this help
 
-Exit status: 0 the peer closed, 1 could not connect, 2 usage error.
+Exit status: 0 the peer closed the connection, or reset it (as nc and
+telnet exit 0 then), or stdout's reader left; 1 could not connect, or
+reading stdin or writing stdout failed; 2 usage error.
 `;
 
 /** Ctrl-], telnet's escape character. */
@@ -55,7 +63,10 @@ export async function telnetCommand(args: string[]): Promise<number> {
   printError("Escape character is '^]'.");
   let result: PipeResult;
   try {
-    result = await pipe(conn, { escape: ESCAPE });
+    result = await pipe(conn, {
+      escape: ESCAPE,
+      onHandoff: values.debug ? traceHandoff : undefined,
+    });
   } finally {
     conn.close();
   }
@@ -83,6 +94,11 @@ function outcome(result: PipeResult): number {
   // Everything that arrived was printed; then one line on how it ended.
   printError(error.message);
   return isReset(error) && !result.stdinError ? 0 : 1;
+}
+
+function traceHandoff(direction: Role, bytes: number): void {
+  const what = direction === "stdin" ? "stdin → socket" : "socket → stdout";
+  printError(`telnet: ${what} handed to a worker after ${bytes} bytes`);
 }
 
 function trace(event: AttemptEvent): void {
