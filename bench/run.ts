@@ -597,17 +597,23 @@ async function manyConnections(s: Settings, tools: Tools): Promise<Row[]> {
 
 // 4. The CLI as a pipe -----------------------------------------------------
 
-/** Pipes `head -c BYTES /dev/zero` through `client` to a C sink or echo. */
+/**
+ * Pipes `head -c BYTES /dev/zero` through `client` to a C sink or echo, or
+ * (source) reads BYTES from a C source through `client` to /dev/null.
+ */
 async function pipeOnce(
   s: Settings,
   tools: Tools,
-  mode: "sink" | "echo",
+  mode: "sink" | "echo" | "source",
   client: (port: number) => string,
 ): Promise<number> {
-  await using peer = new Peer(tools.bin!.bulk, [mode], {});
+  const args = mode === "source" ? [mode, String(s.pipeBytes)] : [mode];
+  await using peer = new Peer(tools.bin!.bulk, args, {});
   const port = await listening(peer);
   await runPipeline(
-    `head -c ${s.pipeBytes} /dev/zero | ${client(port)} > /dev/null`,
+    mode === "source"
+      ? `${client(port)} < /dev/null > /dev/null`
+      : `head -c ${s.pipeBytes} /dev/zero | ${client(port)} > /dev/null`,
   );
   const done = await peer.waitFor(/^bytes (\d+) seconds ([\d.]+)$/);
   const { bytes, seconds } = parseBytesSeconds(done[0]);
@@ -627,10 +633,11 @@ async function pipeBound(s: Settings): Promise<number> {
 
 async function cliPipe(s: Settings, tools: Tools): Promise<Row[]> {
   const ids = [
-    ["4a", "CLI pipe, stdin → socket: cli.ts telnet vs nc"],
+    ["4a", "CLI pipe, stdin → socket: cli.ts telnet vs nc -N"],
     ["4b", "CLI pipe, stdin → socket: cli.ts telnet vs socat"],
-    ["4c", "CLI pipe, stdin → echo → stdout: cli.ts telnet vs nc"],
+    ["4c", "CLI pipe, stdin → echo → stdout (both at once): telnet vs nc -N"],
     ["4d", "The pipe alone (head | cat) vs nc, stdin → socket"],
+    ["4e", "CLI pipe, socket → stdout: cli.ts telnet vs nc -d"],
   ];
   const reason = !tools.telnet
     ? tools.telnetReason
@@ -646,6 +653,8 @@ async function cliPipe(s: Settings, tools: Tools): Promise<Row[]> {
     }" telnet 127.0.0.1 ${port} 2>/dev/null`;
   const nc = (port: number) => `nc -N 127.0.0.1 ${port}`;
   const socat = (port: number) => `socat -u STDIN TCP:127.0.0.1:${port}`;
+  // -d: nc does not read stdin, only the network.
+  const ncRecv = (port: number) => `nc -d 127.0.0.1 ${port}`;
   const f: Record<string, number[]> = {};
   const add = (key: string, v: number) => (f[key] ??= []).push(v);
   for (let round = 0; round < s.rounds; round++) {
@@ -654,6 +663,8 @@ async function cliPipe(s: Settings, tools: Tools): Promise<Row[]> {
     if (tools.socat) add("socat", await pipeOnce(s, tools, "sink", socat));
     add("telnet echo", await pipeOnce(s, tools, "echo", telnet));
     if (tools.nc) add("nc echo", await pipeOnce(s, tools, "echo", nc));
+    add("telnet recv", await pipeOnce(s, tools, "source", telnet));
+    if (tools.nc) add("nc recv", await pipeOnce(s, tools, "source", ncRecv));
     add("cat", await pipeBound(s));
   }
   const size = s.pipeBytes >= GIB
@@ -668,6 +679,7 @@ async function cliPipe(s: Settings, tools: Tools): Promise<Row[]> {
     missing: string | undefined,
     target?: number,
     extra = "",
+    source = "zeros from head -c",
   ): Row => {
     if (missing) return { id, measure, skipped: missing };
     const a = f[mine];
@@ -680,7 +692,7 @@ async function cliPipe(s: Settings, tools: Tools): Promise<Row[]> {
       ratio: median(a) / median(b),
       target,
       note: [
-        `${size} of zeros from head -c${extra}`,
+        `${size} of ${source}${extra}`,
         spread(a.map((v, i) => v / b[i])),
       ]
         .filter(Boolean).join("; "),
@@ -694,6 +706,7 @@ async function cliPipe(s: Settings, tools: Tools): Promise<Row[]> {
       "nc",
       tools.nc ? undefined : "nc not found",
       1.0,
+      "; goal ≥ 1.0×, stretch 1.3× (issue 11)",
     ),
     row(
       ids[1][0],
@@ -708,6 +721,8 @@ async function cliPipe(s: Settings, tools: Tools): Promise<Row[]> {
       "telnet echo",
       "nc echo",
       tools.nc ? undefined : "nc not found",
+      1.0,
+      " through a C echo peer, both directions at once; goal ≥ 1.0× (issue 11)",
     ),
     row(
       ids[3][0],
@@ -717,6 +732,16 @@ async function cliPipe(s: Settings, tools: Tools): Promise<Row[]> {
       tools.nc ? undefined : "nc not found",
       undefined,
       "; wall time of the whole pipeline",
+    ),
+    row(
+      ids[4][0],
+      ids[4][1],
+      "telnet recv",
+      "nc recv",
+      tools.nc ? undefined : "nc not found",
+      1.0,
+      " to /dev/null, stdin /dev/null; goal ≥ 1.0×, stretch 1.5× (issue 11)",
+      "zeros from a C source",
     ),
   ];
 }

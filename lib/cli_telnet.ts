@@ -6,8 +6,8 @@
  */
 
 import { type AttemptEvent, connect } from "./connect.ts";
-import type { Connection } from "./connection.ts";
-import { fromRuntimeError, reasonOf } from "./errors.ts";
+import { reasonOf } from "./errors.ts";
+import { isReset, pipe, type PipeResult, type Role } from "./_pipe.ts";
 import {
   hostArg,
   parseCommandArgs,
@@ -28,13 +28,21 @@ no telnet protocol, no line-ending translation.
 
 End of stdin (Ctrl-D), or Ctrl-] then Enter on a terminal, closes the
 sending side; the command goes on printing until the peer closes, then
-prints "Connection closed by foreign host." and exits.
+prints "Connection closed by foreign host." and exits. A failure one way
+never cuts the other short: if the peer resets the connection (say, it
+closed without reading all we sent), every byte that arrived before is
+printed, then one line on stderr says so ("send to HOST port PORT:
+Connection reset by peer"). When stdout's reader leaves (| head), the
+command ends quietly.
 
 Options:
-  --debug      print the stack of an error
+  --debug      print the stack of an error, and when each direction is
+               handed to a worker thread (past its first MiB)
   -h, --help   this help
 
-Exit status: 0 the peer closed, 1 could not connect, 2 usage error.
+Exit status: 0 the peer closed the connection, or reset it (as nc and
+telnet exit 0 then), or stdout's reader left; 1 could not connect, or
+reading stdin or writing stdout failed; 2 usage error.
 `;
 
 /** Ctrl-], telnet's escape character. */
@@ -53,21 +61,44 @@ export async function telnetCommand(args: string[]): Promise<number> {
   const conn = await connect(host, port, { onAttempt: trace });
   printError(`Connected to ${host}.`);
   printError("Escape character is '^]'.");
+  let result: PipeResult;
   try {
-    // Sending may fail once the peer is gone; what matters is its close.
-    copyStdin(conn).catch(() => {});
-    await conn.readable.pipeTo(Deno.stdout.writable, { preventClose: true });
-  } catch (error) {
-    // Only a write fails with a broken pipe: stdout's reader has gone (as
-    // in "| head"), which ends the command quietly, as it ends nc.
-    if (error instanceof Deno.errors.BrokenPipe) return 0;
-    throw fromRuntimeError(error, { action: "recv from", host, port });
+    result = await pipe(conn, {
+      escape: ESCAPE,
+      onHandoff: values.debug ? traceHandoff : undefined,
+    });
   } finally {
     conn.close();
   }
-  printError("Connection closed by foreign host.");
-  // cli.ts exits with this code, ending a read of stdin still pending.
-  return 0;
+  // cli.ts exits with the code returned, ending a read of stdin still
+  // pending (in a worker, only an exit ends it).
+  return outcome(result);
+}
+
+/** The last lines and the exit code, from how the pipe ended. */
+function outcome(result: PipeResult): number {
+  // Stdout's reader has gone (as in "| head"): quietly, as nc ends.
+  if (result.stdoutClosed) return 0;
+  if (result.stdinError) {
+    printError(`read from stdin: ${result.stdinError.message}`);
+  }
+  if (result.stdoutError) {
+    printError(`write to stdout: ${result.stdoutError.message}`);
+    return 1;
+  }
+  const error = result.connectionError;
+  if (error === undefined) {
+    printError("Connection closed by foreign host.");
+    return result.stdinError ? 1 : 0;
+  }
+  // Everything that arrived was printed; then one line on how it ended.
+  printError(error.message);
+  return isReset(error) && !result.stdinError ? 0 : 1;
+}
+
+function traceHandoff(direction: Role, bytes: number): void {
+  const what = direction === "stdin" ? "stdin → socket" : "socket → stdout";
+  printError(`telnet: ${what} handed to a worker after ${bytes} bytes`);
 }
 
 function trace(event: AttemptEvent): void {
@@ -75,24 +106,5 @@ function trace(event: AttemptEvent): void {
   if (event.state === "failed") {
     const reason = event.error ? reasonOf(event.error) : "failed";
     printError(`telnet: connect to address ${event.address}: ${reason}`);
-  }
-}
-
-/** Copies stdin to the peer, then closes the sending side. */
-async function copyStdin(conn: Connection): Promise<void> {
-  if (Deno.stdin.isTerminal()) await copyTerminal(conn);
-  else {
-    await Deno.stdin.readable.pipeTo(conn.writable, { preventClose: true });
-  }
-  await conn.closeWrite();
-}
-
-/** Line by line from a terminal, stopping at Ctrl-]. */
-async function copyTerminal(conn: Connection): Promise<void> {
-  for await (const chunk of Deno.stdin.readable) {
-    const escape = chunk.indexOf(ESCAPE);
-    const data = escape === -1 ? chunk : chunk.subarray(0, escape);
-    if (data.length > 0) await conn.sendAll(data);
-    if (escape !== -1) return;
   }
 }

@@ -1,0 +1,646 @@
+/**
+ * The pipe behind `telnet` (and `listen`): stdin to a connection and the
+ * connection to stdout, both at once, losing no byte either way.
+ *
+ * Each direction starts as an async loop, so that a short exchange costs
+ * nothing extra. Once a direction has moved {@linkcode HANDOFF_BYTES}, its
+ * blocking side (reading stdin, writing stdout) moves to a worker that
+ * does blocking `readSync`/`writeSync` calls into or out of a ring of
+ * shared memory, while the main thread moves the ring's bytes to or from
+ * the socket: every async stdin read or stdout write goes through the
+ * runtime's blocking thread pool, one hop per pipe-full, which is what
+ * made the pure async loop slower than nc.
+ *
+ * A worker blocked in `readSync` keeps the process alive until stdin
+ * closes, even once terminated: a program using {@linkcode pipe} with the
+ * real stdin must end with `Deno.exit`, as cli.ts does, and nothing may
+ * wait for that worker.
+ *
+ * @module
+ */
+
+import type { Connection } from "./connection.ts";
+import { ConnectionResetError, SocketError } from "./errors.ts";
+
+/** Where the bytes to send come from: `Deno.stdin` or a stand-in. */
+export interface PipeInput {
+  /** Reads into `p`; `null` at end of input. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Whether it is a terminal (read line by line, with the escape). */
+  isTerminal(): boolean;
+}
+
+/** Where the received bytes go: `Deno.stdout` or a stand-in. */
+export interface PipeOutput {
+  /** Writes some of `p`; returns how much. */
+  write(p: Uint8Array): Promise<number>;
+}
+
+/** Options of {@linkcode pipe}. */
+export interface PipeOptions {
+  /** The input to send. @default {Deno.stdin} */
+  stdin?: PipeInput;
+  /** Where received bytes go. @default {Deno.stdout} */
+  stdout?: PipeOutput;
+  /**
+   * A byte that, read from a terminal, ends sending as end of input does
+   * (telnet's Ctrl-], 0x1d). Not looked for when stdin is not a terminal.
+   */
+  escape?: number;
+  /**
+   * Called when a direction hands its blocking side to a worker, with the
+   * bytes it had moved (for a trace).
+   */
+  onHandoff?: (direction: Role, bytes: number) => void;
+}
+
+/** How a {@linkcode pipe} ended. */
+export interface PipeResult {
+  /** Bytes sent to the peer. */
+  sent: number;
+  /** Bytes received from the peer and written out. */
+  received: number;
+  /**
+   * The first failure of the connection, in either direction (a reset
+   * while sending, or while receiving); everything received before it was
+   * written out all the same.
+   */
+  connectionError?: SocketError;
+  /** Reading stdin failed (sending stopped there; receiving went on). */
+  stdinError?: Error;
+  /** Writing stdout failed for another reason than its reader leaving. */
+  stdoutError?: Error;
+  /** Stdout's reader left (as `| head` does): the pipe ended there. */
+  stdoutClosed: boolean;
+}
+
+/** What a direction has moved before its blocking side goes to a worker. */
+export const HANDOFF_BYTES = 1024 * 1024;
+/** One async read or write, before the handoff. */
+const CHUNK = 64 * 1024;
+/** Each ring: a few MiB (256 KiB measured slower). A power of two. */
+const RING_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Copies `stdin` to `conn` and `conn` to `stdout`, both at once, until the
+ * peer has closed (or reset) the connection and every byte it sent is
+ * written out, or stdout's reader has left. End of stdin (or the escape
+ * byte on a terminal) closes the sending side only. A failure in one
+ * direction never cuts the other short: it is reported in the result.
+ *
+ * @example Against a peer that greets and closes
+ * ```ts ignore
+ * const result = await pipe(conn, { escape: 0x1d });
+ * if (result.connectionError) console.error(result.connectionError.message);
+ * Deno.exit(0); // a worker may still be blocked reading stdin
+ * ```
+ *
+ * @param conn The connection; not closed here.
+ * @param options Stdin, stdout and the escape byte.
+ * @returns What moved and what failed.
+ */
+export async function pipe(
+  conn: Connection,
+  options: PipeOptions = {},
+): Promise<PipeResult> {
+  const state: PipeState = {
+    conn,
+    result: { sent: 0, received: 0, stdoutClosed: false },
+    workers: [],
+    onHandoff: options.onHandoff,
+  };
+  const input = options.stdin ?? Deno.stdin;
+  const output = options.stdout ?? Deno.stdout;
+  // Sending is not awaited: the pipe ends with the peer's side, and a
+  // read of stdin may never return.
+  sendAll(state, input, options.escape).catch((error) => {
+    state.result.stdinError ??= asError(error);
+  });
+  try {
+    await receiveAll(state, output);
+  } finally {
+    // The stdin worker may stay blocked in readSync: terminated, but not
+    // waited for (the caller's exit ends it).
+    for (const worker of state.workers) worker.terminate();
+  }
+  return { ...state.result };
+}
+
+interface PipeState {
+  conn: Connection;
+  result: PipeResult;
+  workers: Worker[];
+  onHandoff: PipeOptions["onHandoff"];
+}
+
+// Sending: stdin → socket -------------------------------------------------
+
+async function sendAll(
+  state: PipeState,
+  input: PipeInput,
+  escape: number | undefined,
+): Promise<void> {
+  const terminal = input.isTerminal();
+  // A terminal stays on the async path: its escape is looked for line by
+  // line, and a readSync blocked on it would hold the terminal's lock.
+  const canHandOff = input === Deno.stdin && !terminal;
+  const buffer = new Uint8Array(CHUNK);
+  let handoff: Handoff | undefined;
+  while (true) {
+    if (canHandOff && !handoff && state.result.sent >= HANDOFF_BYTES) {
+      handoff = startWorker("stdin", state);
+    }
+    if (handoff?.status === "ready") {
+      if (!await sendFromRing(state, handoff)) return;
+      break;
+    }
+    let n: number | null;
+    try {
+      n = await input.read(buffer);
+    } catch (error) {
+      state.result.stdinError ??= asError(error);
+      break;
+    }
+    if (n === null) break;
+    let data = buffer.subarray(0, n);
+    const at = terminal && escape !== undefined ? data.indexOf(escape) : -1;
+    if (at !== -1) data = data.subarray(0, at);
+    if (!await send(state, data)) return;
+    if (at !== -1) break;
+  }
+  await closeWrite(state.conn);
+}
+
+/** Sends all of `data`; false when the connection failed. */
+async function send(state: PipeState, data: Uint8Array): Promise<boolean> {
+  try {
+    let sent = 0;
+    while (sent < data.length) {
+      const n = await state.conn.send(data.subarray(sent));
+      sent += n;
+      state.result.sent += n;
+    }
+    return true;
+  } catch (error) {
+    connectionFailed(state, error);
+    return false;
+  }
+}
+
+/**
+ * Sends what the stdin worker puts in the ring, to its end; false when the
+ * connection failed.
+ */
+async function sendFromRing(
+  state: PipeState,
+  handoff: Handoff,
+): Promise<boolean> {
+  const ring = handoff.go();
+  state.onHandoff?.("stdin", state.result.sent);
+  while (true) {
+    const seq = ring.producerSeq();
+    const producer = ring.producerState();
+    const bytes = ring.readable();
+    if (bytes.length > 0) {
+      let n: number;
+      try {
+        n = await state.conn.send(bytes);
+      } catch (error) {
+        connectionFailed(state, error);
+        ring.stopConsumer(Ring.FAILED);
+        return false;
+      }
+      state.result.sent += n;
+      ring.consumed(n);
+      continue;
+    }
+    if (producer === Ring.FAILED) {
+      const end = await handoff.ended;
+      state.result.stdinError ??= end.error;
+      return true;
+    }
+    if (producer === Ring.DONE) return true;
+    await ring.waitForProducer(seq);
+  }
+}
+
+async function closeWrite(conn: Connection): Promise<void> {
+  try {
+    await conn.closeWrite();
+  } catch {
+    // The connection is gone already: the receiving side reports how.
+  }
+}
+
+// Receiving: socket → stdout ----------------------------------------------
+
+async function receiveAll(
+  state: PipeState,
+  output: PipeOutput,
+): Promise<void> {
+  const canHandOff = output === Deno.stdout;
+  const buffer = new Uint8Array(CHUNK);
+  let handoff: Handoff | undefined;
+  while (true) {
+    if (canHandOff && !handoff && state.result.received >= HANDOFF_BYTES) {
+      handoff = startWorker("stdout", state);
+    }
+    if (handoff?.status === "ready") {
+      return await receiveIntoRing(state, handoff);
+    }
+    let n: number | null;
+    try {
+      n = await state.conn.recvInto(buffer);
+    } catch (error) {
+      connectionFailed(state, error);
+      return;
+    }
+    if (n === null) return;
+    try {
+      await writeAll(output, buffer.subarray(0, n));
+    } catch (error) {
+      stdoutFailed(state, asError(error));
+      return;
+    }
+    state.result.received += n;
+  }
+}
+
+async function writeAll(output: PipeOutput, data: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < data.length) {
+    written += await output.write(data.subarray(written));
+  }
+}
+
+/**
+ * Receives into the ring that the stdout worker drains, until the peer's
+ * end and the worker has written everything, or the worker failed.
+ */
+async function receiveIntoRing(
+  state: PipeState,
+  handoff: Handoff,
+): Promise<void> {
+  const ring = handoff.go();
+  state.onHandoff?.("stdout", state.result.received);
+  // Received, not yet counted as written: the ring's content.
+  let pending = 0;
+  let open = true;
+  while (open && ring.consumerState() === Ring.RUNNING) {
+    const seq = ring.consumerSeq();
+    const space = ring.writable();
+    if (space.length === 0) {
+      await ring.waitForConsumer(seq);
+      continue;
+    }
+    // The worker failing (stdout closed) must end the wait for a peer that
+    // may send nothing more.
+    const n = await Promise.race([
+      state.conn.recvInto(space),
+      handoff.ended.then(() => undefined),
+    ]).catch((error) => {
+      connectionFailed(state, error);
+      return null;
+    });
+    if (n === undefined) break;
+    if (n === null) open = false;
+    else {
+      pending += n;
+      ring.produced(n);
+    }
+  }
+  ring.finish(Ring.DONE);
+  const end = await handoff.ended;
+  if (end.error) stdoutFailed(state, end.error);
+  else state.result.received += pending;
+}
+
+function stdoutFailed(state: PipeState, error: Error): void {
+  // The reader left (| head): that ends the pipe quietly, as it ends nc.
+  if (error.name === "BrokenPipe") state.result.stdoutClosed = true;
+  else state.result.stdoutError ??= error;
+}
+
+function connectionFailed(state: PipeState, error: unknown): void {
+  if (error instanceof SocketError) {
+    state.result.connectionError ??= error;
+    return;
+  }
+  const { address, port } = state.conn.remoteAddr;
+  state.result.connectionError ??= new SocketError(
+    "EIO",
+    `${address} port ${port}: ${asError(error).message}`,
+    { cause: error, host: address, port },
+  );
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+/** Whether the failure is the peer resetting or leaving (exit 0 in nc). */
+export function isReset(error: SocketError): boolean {
+  return error instanceof ConnectionResetError;
+}
+
+// The ring ----------------------------------------------------------------
+
+/**
+ * A single-producer, single-consumer byte ring in shared memory. Counters
+ * are 32-bit and wrap; the size is a power of two below 2^31, so
+ * `written - read` is always the fill. Each side sleeps on the other's
+ * event counter and is woken only when it said it sleeps.
+ *
+ * Its source is also the worker's (see `workerSource`): it may use
+ * nothing from outside the class.
+ */
+class Ring {
+  static RUNNING = 0;
+  static DONE = 1;
+  static FAILED = 2;
+  static WORDS = 8;
+  // Word indices in the control array.
+  static WRITTEN = 0;
+  static READ = 1;
+  static PRODUCER_SEQ = 2;
+  static CONSUMER_SEQ = 3;
+  static PRODUCER_WAITS = 4;
+  static CONSUMER_WAITS = 5;
+  static PRODUCER_STATE = 6;
+  static CONSUMER_STATE = 7;
+  /**
+   * The longest sleep, in ms: the protocol loses no wakeup, but should a
+   * wakeup ever go missing (once seen under heavy load, not explained),
+   * a side looks again instead of hanging.
+   */
+  static NAP = 100;
+
+  ctl: Int32Array;
+  data: Uint8Array;
+  mask: number;
+
+  constructor(control: SharedArrayBuffer, data: SharedArrayBuffer) {
+    this.ctl = new Int32Array(control);
+    this.data = new Uint8Array(data);
+    this.mask = data.byteLength - 1;
+  }
+
+  static create(
+    size: number,
+  ): { control: SharedArrayBuffer; data: SharedArrayBuffer } {
+    return {
+      control: new SharedArrayBuffer(Ring.WORDS * 4),
+      data: new SharedArrayBuffer(size),
+    };
+  }
+
+  fill(): number {
+    return (Atomics.load(this.ctl, Ring.WRITTEN) -
+      Atomics.load(this.ctl, Ring.READ)) >>> 0;
+  }
+
+  /** The filled bytes up to the ring's end, for the consumer. */
+  readable(): Uint8Array {
+    const start = Atomics.load(this.ctl, Ring.READ) & this.mask;
+    const n = Math.min(this.fill(), this.data.length - start);
+    return this.data.subarray(start, start + n);
+  }
+
+  /** The free bytes up to the ring's end, for the producer. */
+  writable(): Uint8Array {
+    const start = Atomics.load(this.ctl, Ring.WRITTEN) & this.mask;
+    const free = this.data.length - this.fill();
+    const n = Math.min(free, this.data.length - start);
+    return this.data.subarray(start, start + n);
+  }
+
+  produced(n: number): void {
+    Atomics.add(this.ctl, Ring.WRITTEN, n);
+    this.#event(Ring.PRODUCER_SEQ, Ring.CONSUMER_WAITS);
+  }
+
+  consumed(n: number): void {
+    Atomics.add(this.ctl, Ring.READ, n);
+    this.#event(Ring.CONSUMER_SEQ, Ring.PRODUCER_WAITS);
+  }
+
+  /** The producer ends: DONE after its last byte, or FAILED. */
+  finish(state: number): void {
+    Atomics.store(this.ctl, Ring.PRODUCER_STATE, state);
+    this.#event(Ring.PRODUCER_SEQ, Ring.CONSUMER_WAITS);
+  }
+
+  /** The consumer ends: DONE once drained, or FAILED. */
+  stopConsumer(state: number): void {
+    Atomics.store(this.ctl, Ring.CONSUMER_STATE, state);
+    this.#event(Ring.CONSUMER_SEQ, Ring.PRODUCER_WAITS);
+  }
+
+  producerState(): number {
+    return Atomics.load(this.ctl, Ring.PRODUCER_STATE);
+  }
+
+  consumerState(): number {
+    return Atomics.load(this.ctl, Ring.CONSUMER_STATE);
+  }
+
+  /** Read before looking at the ring; a later event changes it. */
+  producerSeq(): number {
+    return Atomics.load(this.ctl, Ring.PRODUCER_SEQ);
+  }
+
+  consumerSeq(): number {
+    return Atomics.load(this.ctl, Ring.CONSUMER_SEQ);
+  }
+
+  /** The consumer sleeps (worker) until the producer's counter moves. */
+  waitForProducerSync(seq: number): void {
+    Atomics.store(this.ctl, Ring.CONSUMER_WAITS, 1);
+    Atomics.wait(this.ctl, Ring.PRODUCER_SEQ, seq, Ring.NAP);
+  }
+
+  waitForConsumerSync(seq: number): void {
+    Atomics.store(this.ctl, Ring.PRODUCER_WAITS, 1);
+    Atomics.wait(this.ctl, Ring.CONSUMER_SEQ, seq, Ring.NAP);
+  }
+
+  /** The consumer waits (main thread) until the producer's counter moves. */
+  async waitForProducer(seq: number): Promise<void> {
+    Atomics.store(this.ctl, Ring.CONSUMER_WAITS, 1);
+    const wait = Atomics.waitAsync(
+      this.ctl,
+      Ring.PRODUCER_SEQ,
+      seq,
+      Ring.NAP,
+    );
+    if (wait.async) await wait.value;
+  }
+
+  async waitForConsumer(seq: number): Promise<void> {
+    Atomics.store(this.ctl, Ring.PRODUCER_WAITS, 1);
+    const wait = Atomics.waitAsync(
+      this.ctl,
+      Ring.CONSUMER_SEQ,
+      seq,
+      Ring.NAP,
+    );
+    if (wait.async) await wait.value;
+  }
+
+  /**
+   * Moves an event counter, then wakes the other side if it said it
+   * sleeps. A sleeper reads the counter before checking the ring, so an
+   * event between its check and its sleep makes the sleep return at once.
+   */
+  #event(seq: number, waits: number): void {
+    Atomics.add(this.ctl, seq, 1);
+    if (Atomics.exchange(this.ctl, waits, 0) !== 0) {
+      Atomics.notify(this.ctl, seq);
+    }
+  }
+}
+
+// The workers -------------------------------------------------------------
+
+/** A direction, by its blocking side: reading stdin or writing stdout. */
+export type Role = "stdin" | "stdout";
+
+/** What a worker posts. */
+type WorkerMessage =
+  | { kind: "ready" }
+  | { kind: "done" }
+  | { kind: "error"; name: string; message: string };
+
+/** What the main thread posts to start a worker. */
+interface WorkerStart {
+  control: SharedArrayBuffer;
+  data: SharedArrayBuffer;
+}
+
+/** The parts of a worker's global scope that the worker's code uses. */
+interface WorkerScope {
+  onmessage: ((event: MessageEvent<WorkerStart>) => void) | null;
+  postMessage(message: WorkerMessage): void;
+}
+
+/**
+ * The worker's code. Runs in the worker, from its source text: it may use
+ * nothing from this module but its arguments.
+ */
+function workerMain(scope: WorkerScope, role: Role, ring: typeof Ring): void {
+  const MAX_WRITE = 65536;
+  const MAX_READ = 1024 * 1024;
+  const readStdin = (r: Ring) => {
+    while (true) {
+      const seq = r.consumerSeq();
+      if (r.consumerState() !== ring.RUNNING) return;
+      const space = r.writable();
+      if (space.length === 0) {
+        r.waitForConsumerSync(seq);
+        continue;
+      }
+      const n = Deno.stdin.readSync(space.subarray(0, MAX_READ));
+      if (n === null) {
+        r.finish(ring.DONE);
+        return;
+      }
+      if (n > 0) r.produced(n);
+    }
+  };
+  const writeStdout = (r: Ring) => {
+    while (true) {
+      const seq = r.producerSeq();
+      const producer = r.producerState();
+      const bytes = r.readable();
+      if (bytes.length > 0) {
+        r.consumed(Deno.stdout.writeSync(bytes.subarray(0, MAX_WRITE)));
+      } else if (producer !== ring.RUNNING) {
+        r.stopConsumer(ring.DONE);
+        return;
+      } else {
+        r.waitForProducerSync(seq);
+      }
+    }
+  };
+  scope.onmessage = (event) => {
+    const r = new ring(event.data.control, event.data.data);
+    try {
+      if (role === "stdin") readStdin(r);
+      else writeStdout(r);
+      scope.postMessage({ kind: "done" });
+    } catch (error) {
+      const { name, message } = error instanceof Error
+        ? error
+        : { name: "Error", message: String(error) };
+      // The message first: the main thread reads it once woken.
+      scope.postMessage({ kind: "error", name, message });
+      if (role === "stdin") r.finish(ring.FAILED);
+      else r.stopConsumer(ring.FAILED);
+    }
+  };
+  scope.postMessage({ kind: "ready" });
+}
+
+function workerSource(role: Role): string {
+  return `const Ring = ${Ring.toString()};\n(${workerMain.toString()})(self, ${
+    JSON.stringify(role)
+  }, Ring);\n`;
+}
+
+/** How a worker ended: its error, if it failed. */
+interface WorkerEnd {
+  error?: Error;
+}
+
+/** A worker starting, then running a ring. */
+interface Handoff {
+  /** "ready" once loaded; "failed" if it could not start. */
+  readonly status: "starting" | "ready" | "failed" | "running";
+  /** Settles when the worker has posted its end. */
+  readonly ended: Promise<WorkerEnd>;
+  /** Hands it the ring: from here it owns stdin (or stdout). */
+  go(): Ring;
+}
+
+/**
+ * Starts a worker for one direction. The direction keeps going on its
+ * async loop until the worker is ready (starting one takes ~10 ms); if it
+ * fails to start, it simply never takes over.
+ */
+function startWorker(role: Role, state: PipeState): Handoff {
+  const url = URL.createObjectURL(
+    new Blob([workerSource(role)], { type: "application/javascript" }),
+  );
+  const worker = new Worker(url, { type: "module" });
+  state.workers.push(worker);
+  const { promise: ended, resolve } = Promise.withResolvers<WorkerEnd>();
+  const handoff = {
+    status: "starting" as Handoff["status"],
+    ended,
+    go(): Ring {
+      const buffers = Ring.create(RING_BYTES);
+      const start: WorkerStart = buffers;
+      worker.postMessage(start);
+      handoff.status = "running";
+      return new Ring(buffers.control, buffers.data);
+    },
+  };
+  worker.onmessage = (event: MessageEvent<WorkerMessage>) => {
+    const message = event.data;
+    if (message.kind === "ready") {
+      URL.revokeObjectURL(url);
+      handoff.status = "ready";
+    } else if (message.kind === "done") resolve({});
+    else {
+      const error = new Error(message.message);
+      error.name = message.name;
+      resolve({ error });
+    }
+  };
+  worker.onerror = (event) => {
+    event.preventDefault();
+    if (handoff.status === "starting") handoff.status = "failed";
+    resolve({ error: new Error(event.message) });
+  };
+  return handoff;
+}
