@@ -2,6 +2,30 @@
  * The executable specification: the tutorial's claims C1–C19, in order, on
  * real loopback sockets. Where the tutorial is wrong on a real system, the
  * test name says so and the steps pin down the truth.
+ *
+ * Claim → spec test here → unit tests covering the same ground:
+ *
+ * | Claim | Here | Unit tests |
+ * | ----- | ---- | ---------- |
+ * | C1 two nodes, one listens | C1 | server_test "the greeting server"; connection_test send/recv |
+ * | C2 import, make a socket | C2 | import_test (by URL); connection_test dispose |
+ * | C3 one typed error family | C3 | errors_test (fromRuntimeError, subclasses); faults_test "bad input", "random arguments" |
+ * | C4 gethostbyname, names | C4 | resolve_test; dns_test; dns_fixture_test (incl. dnsmasq); address_test validateHost |
+ * | C5 unresolvable host | C5 | resolve_test "DNS failures"; faults_test "failing DNS server"; cli_test resolve |
+ * | C6 connect on a port | C6 | connect_test (literals, localhost, Happy Eyeballs); cli_test connect; examples_test connect_to_google |
+ * | C7 sendall | C7 | connection_test sendAll/send partial/recvAll; interop_test 10 MiB; faults_test half-closed |
+ * | C8 bind | C8 | server_test "a port in use"; address_test fromDenoAddr |
+ * | C9 listen | C9 | connect_test "one address refused" |
+ * | C10 accept, close | C10 | server_test hooks, "closed after the handler" |
+ * | C11 any port, 0 | C11 | address_test validatePort/parsePort; server_test options; cli_test bad input |
+ * | C12 bind '' | C12 | server_test hostname checks |
+ * | C13 bind 127.0.0.1 | C13 | connect_test eyeballs (127.0.0.3 silent) |
+ * | C14 listen(5) | C14 | server_test backlog/concurrency; faults_test flood; interop_test --busy; cli_test serve refusals |
+ * | C15 serve forever, abort | C15 | server_test shutdown/abort/handlerTimeout; faults_test shutdown under load, churn; cli_test graceful stop |
+ * | C16 printed lines | C16 | cli_test serve; examples_test server.ts |
+ * | C17 telnet | C17 | cli_test telnet; interop_test telnet, Python server |
+ * | C18 recv(1024) | C18 | connection_test recv/recvInto/recvAll; cli_test client |
+ * | C19 two processes, UTF-8 | C19 (two) | examples_test server/client, demo; interop_test Python client; connection_test UTF-8 |
  */
 
 import assert from "node:assert/strict";
