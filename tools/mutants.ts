@@ -297,7 +297,7 @@ async function runMutant(mutant: Mutant, timeout: number): Promise<Result> {
     const output = Promise.all([
       new Response(child.stdout).text(),
       new Response(child.stderr).text(),
-    ]).then(([out, err]) => `${out}\n${err}`);
+    ]).then(([out, err]) => `${err}\n${out}`);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<"late">((resolve) => {
       timer = setTimeout(() => resolve("late"), timeout);
@@ -332,8 +332,10 @@ async function runMutant(mutant: Mutant, timeout: number): Promise<Result> {
   }
 }
 
+/** The last lines of stdout: for a hang, the test that was running. */
 function tail(text: string): string {
-  return text.trim().split("\n").slice(-3).join(" | ");
+  return text.trim().split("\n").filter((l) => l.trim() !== "").slice(-3)
+    .join(" | ");
 }
 
 async function main(args: string[]): Promise<number> {
