@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { run } from "./fixtures/process.ts";
 
 const RUN = new URL("../bench/run.ts", import.meta.url);
 const IDS = [
@@ -39,20 +40,24 @@ function tableRows(markdown: string): Map<string, string[]> {
 Deno.test("bench/run.ts --quick: every row filled or skipped with a reason", async () => {
   const out = await Deno.makeTempDir({ prefix: "bench-smoke-" });
   try {
-    const result = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", fileURLToPath(RUN), "--quick", "--out", out],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stdout = new TextDecoder().decode(result.stdout);
-    const stderr = new TextDecoder().decode(result.stderr);
+    // run() kills the harness after its timeout: --quick takes ~20 s
+    // idle; 120 s is room for a loaded machine, and a hang still fails.
+    const result = await run(Deno.execPath(), [
+      "run",
+      "-A",
+      fileURLToPath(RUN),
+      "--quick",
+      "--out",
+      out,
+    ], { timeout: 120_000 });
+    const { stdout, stderr } = result;
     assert.equal(result.code, 0, `harness failed:\n${stdout}\n${stderr}`);
 
     const markdown = await Deno.readTextFile(join(out, "latest.md"));
     assert.ok(stdout.includes(markdown.trim()), "the table is printed");
     const rows = tableRows(markdown);
     assert.deepEqual([...rows.keys()], IDS);
+    let measured = 0;
     for (const [id, cells] of rows) {
       const [, measure, figure, baseline, ratio] = cells;
       assert.ok(measure.length > 0, `${id}: no measure`);
@@ -62,10 +67,15 @@ Deno.test("bench/run.ts --quick: every row filled or skipped with a reason", asy
         assert.ok(skip[1].trim().length > 5, `${id}: skipped with no reason`);
         continue;
       }
+      measured++;
       assert.match(figure, /\d/, `${id}: no figure`);
       assert.match(baseline, /\S/, `${id}: no baseline`);
       if (id !== "5") assert.match(ratio, /^\d+\.\d\d×/, `${id}: no ratio`);
     }
+    // A harness that skips every row would pass the loop above: at least
+    // the rows with no outside program (the module against Deno's own
+    // API) must be measured.
+    assert.ok(measured > 0, `every row was skipped:\n${markdown}`);
     assert.match(markdown, /Machine:/);
 
     const svg = await Deno.readTextFile(join(out, "latest.svg"));

@@ -30,7 +30,12 @@
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
 import { type DnsServer, startDnsServer } from "./fixtures/dns_server.ts";
-import { startDnsmasq } from "./fixtures/dnsmasq.ts";
+import { boundedTest } from "./fixtures/bounded.ts";
+import { within } from "./fixtures/deadline.ts";
+
+/** One exchange on loopback: ms idle; 10 s is room for a loaded machine. */
+const NET_MS = 10_000;
+import { dnsmasqMissing, startDnsmasq } from "./fixtures/dnsmasq.ts";
 
 const RECORDS = {
   "example.test": {
@@ -120,9 +125,16 @@ async function readExactly(conn: Deno.Conn, length: number) {
   return out;
 }
 
-async function readFramed(conn: Deno.Conn): Promise<Uint8Array> {
-  const [high, low] = await readExactly(conn, 2);
-  return await readExactly(conn, (high << 8) | low);
+/** One length-framed DNS message; a server that never sends one fails. */
+function readFramed(conn: Deno.Conn): Promise<Uint8Array> {
+  return within(
+    (async () => {
+      const [high, low] = await readExactly(conn, 2);
+      return await readExactly(conn, (high << 8) | low);
+    })(),
+    NET_MS,
+    "a framed DNS message",
+  );
 }
 
 function frame(message: Uint8Array): Uint8Array {
@@ -154,7 +166,7 @@ async function waitForQueries(server: DnsServer, count: number) {
   assert.equal(server.queries.length, count);
 }
 
-Deno.test("dns fixture: answers A and AAAA from its records", async () => {
+boundedTest("dns fixture: answers A and AAAA from its records", async () => {
   await using dns = await startDnsServer({ records: RECORDS });
   assert.equal(dns.hostname, "127.0.0.1");
   assert.ok(dns.port > 0);
@@ -170,7 +182,7 @@ Deno.test("dns fixture: answers A and AAAA from its records", async () => {
   ]);
 });
 
-Deno.test("dns fixture: writes well-formed responses", async (t) => {
+boundedTest("dns fixture: writes well-formed responses", async (t) => {
   await using dns = await startDnsServer({
     records: RECORDS,
     faults: FAULTS,
@@ -257,7 +269,7 @@ Deno.test("dns fixture: writes well-formed responses", async (t) => {
   });
 });
 
-Deno.test("dns fixture: ignores malformed packets", async () => {
+boundedTest("dns fixture: ignores malformed packets", async () => {
   await using dns = await startDnsServer({ records: RECORDS });
   const valid = encodeQuery(9, "example.test", 1);
   const response = valid.slice();
@@ -284,7 +296,7 @@ Deno.test("dns fixture: ignores malformed packets", async () => {
   assert.equal(dns.queries.length, 1);
 });
 
-Deno.test("dns fixture: errors seen by Deno.resolveDns", async (t) => {
+boundedTest("dns fixture: errors seen by Deno.resolveDns", async (t) => {
   await using dns = await startDnsServer({
     records: RECORDS,
     faults: FAULTS,
@@ -348,20 +360,23 @@ Deno.test("dns fixture: errors seen by Deno.resolveDns", async (t) => {
   });
 });
 
-Deno.test("dns fixture: truncated UDP answer is retried over TCP", async () => {
-  await using dns = await startDnsServer({
-    records: RECORDS,
-    faults: FAULTS,
-  });
-  const a = await Deno.resolveDns("big.test", "A", nameServer(dns));
-  assert.deepEqual(a, ["192.0.2.5"]);
-  assert.deepEqual(dns.queries, [
-    { name: "big.test", type: "A", transport: "udp" },
-    { name: "big.test", type: "A", transport: "tcp" },
-  ]);
-});
+boundedTest(
+  "dns fixture: truncated UDP answer is retried over TCP",
+  async () => {
+    await using dns = await startDnsServer({
+      records: RECORDS,
+      faults: FAULTS,
+    });
+    const a = await Deno.resolveDns("big.test", "A", nameServer(dns));
+    assert.deepEqual(a, ["192.0.2.5"]);
+    assert.deepEqual(dns.queries, [
+      { name: "big.test", type: "A", transport: "udp" },
+      { name: "big.test", type: "A", transport: "tcp" },
+    ]);
+  },
+);
 
-Deno.test("dns fixture: TCP framing across reads", async () => {
+boundedTest("dns fixture: TCP framing across reads", async () => {
   await using dns = await startDnsServer({ records: RECORDS });
   const conn = await Deno.connect({ hostname: dns.hostname, port: dns.port });
   try {
@@ -387,7 +402,7 @@ Deno.test("dns fixture: TCP framing across reads", async () => {
   }
 });
 
-Deno.test("dns fixture: close() releases ports and connections", async () => {
+boundedTest("dns fixture: close() releases ports and connections", async () => {
   const dns = await startDnsServer({ faults: { "silent.test": "silent" } });
   const { port } = dns;
   const conn = await Deno.connect({ hostname: dns.hostname, port });
@@ -413,35 +428,38 @@ Deno.test("dns fixture: close() releases ports and connections", async () => {
   Deno.listen({ hostname: "127.0.0.1", port }).close();
 });
 
-Deno.test("dns fixture: special-use names never reach the server", async () => {
-  // Worth knowing before choosing names for tests: Deno (hickory) answers
-  // these itself, so an NXDOMAIN test under .invalid proves nothing.
-  await using dns = await startDnsServer({
-    records: {
-      "localhost": { A: ["192.0.2.1"] },
-      "a.localhost": { A: ["192.0.2.1"] },
-      "a.invalid": { A: ["192.0.2.1"] },
-    },
-  });
-  for (const name of ["localhost", "a.localhost"]) {
-    const a = await Deno.resolveDns(name, "A", nameServer(dns));
-    assert.deepEqual(a, ["127.0.0.1"]);
-  }
-  await assert.rejects(
-    Deno.resolveDns("a.invalid", "A", nameServer(dns)),
-    Deno.errors.NotFound,
-  );
-  assert.deepEqual(dns.queries, []);
-});
+boundedTest(
+  "dns fixture: special-use names never reach the server",
+  async () => {
+    // Worth knowing before choosing names for tests: Deno (hickory) answers
+    // these itself, so an NXDOMAIN test under .invalid proves nothing.
+    await using dns = await startDnsServer({
+      records: {
+        "localhost": { A: ["192.0.2.1"] },
+        "a.localhost": { A: ["192.0.2.1"] },
+        "a.invalid": { A: ["192.0.2.1"] },
+      },
+    });
+    for (const name of ["localhost", "a.localhost"]) {
+      const a = await Deno.resolveDns(name, "A", nameServer(dns));
+      assert.deepEqual(a, ["127.0.0.1"]);
+    }
+    await assert.rejects(
+      Deno.resolveDns("a.invalid", "A", nameServer(dns)),
+      Deno.errors.NotFound,
+    );
+    assert.deepEqual(dns.queries, []);
+  },
+);
 
-Deno.test("dns fixture: dnsmasq answers A and AAAA", async () => {
+boundedTest({
+  name: "dns fixture: dnsmasq answers A and AAAA",
+  ignore: dnsmasqMissing("dns fixture: dnsmasq answers A and AAAA"),
+}, async () => {
   const dnsmasq = await startDnsmasq({
     "example.test": ["192.0.2.1", "192.0.2.2", "2001:db8::1"],
   });
-  if ("skipped" in dnsmasq) {
-    console.log(`SKIPPED: ${dnsmasq.skipped}`);
-    return;
-  }
+  if ("skipped" in dnsmasq) assert.fail(dnsmasq.skipped);
   await using _ = dnsmasq;
   assert.equal(dnsmasq.hostname, "127.0.0.1");
 

@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { extname, join } from "node:path";
+import { run } from "./fixtures/process.ts";
 
 const ROOT = new URL("..", import.meta.url);
 
@@ -43,26 +44,23 @@ await using client = await connect("127.0.0.1", server.addr.port);
 console.log(new TextDecoder().decode(await client.recvAll()));
 `,
     );
-    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--no-prompt",
-        "--no-config",
-        `--allow-import=${origin}`,
-        "--allow-net=127.0.0.1",
-        "main.ts",
-      ],
+    // run() kills the script after its timeout: a round trip that hangs
+    // fails here. It takes ~1 s idle (most of it compiling the module);
+    // 30 s is room for a loaded machine.
+    const { code, stdout, stderr } = await run(Deno.execPath(), [
+      "run",
+      "--no-prompt",
+      "--no-config",
+      `--allow-import=${origin}`,
+      "--allow-net=127.0.0.1",
+      "main.ts",
+    ], {
       cwd: folder,
       env: { DENO_DIR: join(folder, "deno_dir") },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const errors = new TextDecoder().decode(stderr);
-    assert.equal(code, 0, errors);
-    assert.equal(
-      new TextDecoder().decode(stdout),
-      "Thank you for connecting\n",
-    );
+      timeout: 30_000,
+    });
+    assert.equal(code, 0, stderr);
+    assert.equal(stdout, "Thank you for connecting\n");
   } finally {
     await http.shutdown();
     await Deno.remove(folder, { recursive: true });

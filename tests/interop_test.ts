@@ -181,21 +181,35 @@ Deno.test({
   name: "interop: the CLI's server with --busy, and nc waiting in the backlog",
   ignore: noNc,
   async fn() {
+    // The CLI holds a handler busy only for a fixed time (--busy), so the
+    // test waits on events inside that window and fails, saying so, if the
+    // window closed first: the second and third nc connect ~50 ms after
+    // the first is taken (an nc start), so 2.5 s is 50× room, and the
+    // refusal must show within 2 s of the first connection.
+    const busy = 2500;
     const [server, port] = await startServe([
-      // Long enough for the next two nc to connect while the first is busy,
-      // even on a loaded machine.
       "--busy",
-      "1500",
+      String(busy),
       "--backlog",
       "1",
     ]);
     await using _ = server;
     await using first = start("nc", ["-d", "127.0.0.1", port]);
     await server.waitForLine(/^Got connection from/);
+    const taken = performance.now();
     await using second = start("nc", ["-d", "127.0.0.1", port]);
     await using third = start("nc", ["-d", "127.0.0.1", port]);
     // Two wait for a greeting; one of the later two is refused at once.
-    await server.waitForLine(/^Refused connection from .*: backlog full$/);
+    await server.waitForLine(
+      /^Refused connection from .*: backlog full$/,
+      busy - 500,
+    );
+    const refusedAfter = performance.now() - taken;
+    assert.ok(
+      refusedAfter < busy,
+      `the busy window (${busy} ms) closed before the refusal ` +
+        `(${refusedAfter} ms): the machine is too loaded for this test`,
+    );
     const outputs = await Promise.all(
       [first, second, third].map(async (p) => (await p.exit(), p.stdout)),
     );
