@@ -7,7 +7,7 @@
 
 import { type AttemptEvent, connect } from "./connect.ts";
 import type { Connection } from "./connection.ts";
-import { fromRuntimeError, reasonOf } from "./errors.ts";
+import { fromRuntimeError } from "./_error_mapping.ts";
 import {
   hostArg,
   parseCommandArgs,
@@ -61,7 +61,7 @@ export async function telnetCommand(args: string[]): Promise<number> {
     // Only a write fails with a broken pipe: stdout's reader has gone (as
     // in "| head"), which ends the command quietly, as it ends nc.
     if (error instanceof Deno.errors.BrokenPipe) return 0;
-    throw fromRuntimeError(error, { action: "recv from", host, port });
+    throw fromRuntimeError(error, { op: "recv", host, port });
   } finally {
     conn.close();
   }
@@ -73,7 +73,7 @@ export async function telnetCommand(args: string[]): Promise<number> {
 function trace(event: AttemptEvent): void {
   if (event.state === "trying") printError(`Trying ${event.address}...`);
   if (event.state === "failed") {
-    const reason = event.error ? reasonOf(event.error) : "failed";
+    const reason = event.error?.reason ?? "failed";
     printError(`telnet: connect to address ${event.address}: ${reason}`);
   }
 }

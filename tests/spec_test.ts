@@ -74,7 +74,6 @@ Deno.test("C2: everything the tutorial does is imported from mod.ts alone, and c
         "connect",
         "serve",
         "Connection",
-        "Server",
         "SocketError",
         "ResolveError",
       ] as const
