@@ -697,7 +697,9 @@ Deno.test("serve(): the stats invariant holds through a mixed run", async () => 
     onError: () => {},
   }, async (conn, info) => {
     if (info.id === 1) await busy.opened;
-    if (info.id === 2) throw new SocketError("EIO", "failing on purpose");
+    if (info.id === 2) {
+      throw new SocketError({ code: "EIO", reason: "failing on purpose" });
+    }
     await conn.sendAll("ok");
   });
   const snap = () => snapshots.push(server.stats);
