@@ -4,6 +4,7 @@
  * @module
  */
 
+import { concat } from "./_bytes.ts";
 import { describe } from "./_describe.ts";
 import { fromDenoAddr, type NetAddress } from "./address.ts";
 import { type ErrorContext, fromRuntimeError } from "./_error_mapping.ts";
@@ -373,15 +374,4 @@ function toBytes(data: Uint8Array | string): Uint8Array {
   throw new InvalidArgumentError({
     reason: `invalid data ${describe(data)}: expected a Uint8Array or a string`,
   });
-}
-
-function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }
