@@ -15,6 +15,7 @@
  */
 
 import dgram from "node:dgram";
+import { hostPort } from "./_describe.ts";
 import { formatAddress } from "./address.ts";
 import {
   buildQuery,
@@ -248,7 +249,9 @@ async function exchangeTcp(
         message.length < 2 || ((message[0] << 8) | message[1]) === question.id
       ) {
         throw new Deno.errors.InvalidData(
-          `DNS server ${server.ipAddr} port ${server.port} sent a malformed ` +
+          `DNS server ${
+            hostPort(server.ipAddr, server.port)
+          } sent a malformed ` +
             `answer over TCP`,
         );
       }
@@ -279,7 +282,7 @@ async function readExactly(
     const n = await conn.read(out.subarray(filled));
     if (n === null) {
       throw new Deno.errors.UnexpectedEof(
-        `DNS server ${server.ipAddr} port ${server.port} closed the TCP ` +
+        `DNS server ${hostPort(server.ipAddr, server.port)} closed the TCP ` +
           `connection before answering`,
       );
     }
