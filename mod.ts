@@ -43,6 +43,7 @@ export {
   SocketError,
   type SocketErrorCode,
   type SocketErrorOptions,
+  type SocketOp,
   TimeoutError,
   UnreachableError,
 } from "./lib/errors.ts";
@@ -78,7 +79,7 @@ export {
   type Handler,
   serve,
   type ServeOptions,
-  Server,
+  type Server,
   type ServerStats,
 } from "./lib/server.ts";
 export {

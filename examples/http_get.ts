@@ -96,9 +96,11 @@ try {
 } catch (error) {
   if (!deadline?.aborted) fail(error, 1);
   fail(
-    new TimeoutError(`GET ${url}: no complete answer in ${ms} ms`, {
+    new TimeoutError({
+      op: "recv",
       host: url.hostname,
       port,
+      reason: `no complete answer in ${ms} ms`,
     }),
     1,
   );

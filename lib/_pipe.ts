@@ -20,7 +20,8 @@
  */
 
 import type { Connection } from "./connection.ts";
-import { ConnectionResetError, SocketError } from "./errors.ts";
+import { ConnectionResetError, type SocketError } from "./errors.ts";
+import { fromRuntimeError } from "./_error_mapping.ts";
 
 /** Where the bytes to send come from: `Deno.stdin` or a stand-in. */
 export interface PipeInput {
@@ -182,7 +183,7 @@ async function send(state: PipeState, data: Uint8Array): Promise<boolean> {
     }
     return true;
   } catch (error) {
-    connectionFailed(state, error);
+    connectionFailed(state, "send", error);
     return false;
   }
 }
@@ -206,7 +207,7 @@ async function sendFromRing(
       try {
         n = await state.conn.send(bytes);
       } catch (error) {
-        connectionFailed(state, error);
+        connectionFailed(state, "send", error);
         ring.stopConsumer(Ring.FAILED);
         return false;
       }
@@ -252,7 +253,7 @@ async function receiveAll(
     try {
       n = await state.conn.recvInto(buffer);
     } catch (error) {
-      connectionFailed(state, error);
+      connectionFailed(state, "recv", error);
       return;
     }
     if (n === null) return;
@@ -299,7 +300,7 @@ async function receiveIntoRing(
       state.conn.recvInto(space),
       handoff.ended.then(() => undefined),
     ]).catch((error) => {
-      connectionFailed(state, error);
+      connectionFailed(state, "recv", error);
       return null;
     });
     if (n === undefined) break;
@@ -321,17 +322,17 @@ function stdoutFailed(state: PipeState, error: Error): void {
   else state.result.stdoutError ??= error;
 }
 
-function connectionFailed(state: PipeState, error: unknown): void {
-  if (error instanceof SocketError) {
-    state.result.connectionError ??= error;
-    return;
-  }
+function connectionFailed(
+  state: PipeState,
+  op: "send" | "recv",
+  error: unknown,
+): void {
   const { address, port } = state.conn.remoteAddr;
-  state.result.connectionError ??= new SocketError(
-    "EIO",
-    `${address} port ${port}: ${asError(error).message}`,
-    { cause: error, host: address, port },
-  );
+  state.result.connectionError ??= fromRuntimeError(error, {
+    op,
+    host: address,
+    port,
+  });
 }
 
 function asError(error: unknown): Error {

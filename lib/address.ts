@@ -5,6 +5,7 @@
  * @module
  */
 
+import { describe } from "./_describe.ts";
 import { InvalidArgumentError } from "./errors.ts";
 
 /** An IP address family: 4 or 6. */
@@ -57,11 +58,11 @@ export function validatePort(
     port > MAX_PORT
   ) {
     const what = options.what ?? "port";
-    throw new InvalidArgumentError(
-      `invalid ${what} ${
+    throw new InvalidArgumentError({
+      reason: `invalid ${what} ${
         describe(port)
       }: expected an integer in ${low}–${MAX_PORT}`,
-    );
+    });
   }
   return port;
 }
@@ -86,11 +87,11 @@ export function parsePort(
   options: { allowZero?: boolean } = {},
 ): number {
   if (!/^\d{1,5}$/.test(text)) {
-    throw new InvalidArgumentError(
-      `invalid port ${describe(text)}: expected an integer in ${
+    throw new InvalidArgumentError({
+      reason: `invalid port ${describe(text)}: expected an integer in ${
         options.allowZero ? 0 : 1
       }–${MAX_PORT}`,
-    );
+    });
   }
   return validatePort(Number(text), options);
 }
@@ -136,31 +137,31 @@ export function ipFamily(host: string): Family | undefined {
  */
 export function validateHost(host: unknown): string {
   if (typeof host !== "string") {
-    throw new InvalidArgumentError(
-      `invalid host ${describe(host)}: expected a string`,
-    );
+    throw new InvalidArgumentError({
+      reason: `invalid host ${describe(host)}: expected a string`,
+    });
   }
   if (isIPv4(host)) return host;
   const bare = unbracket(host);
   if (bare.includes(":")) {
     if (isIPv6(bare) && (bare === host || host === `[${bare}]`)) return bare;
-    throw new InvalidArgumentError(
-      `invalid host ${describe(host)}: not an IPv6 address`,
-    );
+    throw new InvalidArgumentError({
+      reason: `invalid host ${describe(host)}: not an IPv6 address`,
+    });
   }
   if (DOTTED_QUAD.test(host)) {
-    throw new InvalidArgumentError(
-      `invalid host ${describe(host)}: IPv4 parts must be 0–255`,
-    );
+    throw new InvalidArgumentError({
+      reason: `invalid host ${describe(host)}: IPv4 parts must be 0–255`,
+    });
   }
   const name = host.endsWith(".") ? host.slice(0, -1) : host;
   if (
     name.length === 0 || name.length > MAX_NAME_LENGTH ||
     !name.split(".").every((label) => LABEL.test(label))
   ) {
-    throw new InvalidArgumentError(
-      `invalid host ${describe(host)}: not an IP address or host name`,
-    );
+    throw new InvalidArgumentError({
+      reason: `invalid host ${describe(host)}: not an IP address or host name`,
+    });
   }
   return host;
 }
@@ -233,20 +234,4 @@ function isIPv6(text: string): boolean {
 
 function unbracket(host: string): string {
   return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
-}
-
-/** A value as it should appear in an error message. */
-export function describe(value: unknown): string {
-  if (typeof value === "string") {
-    return JSON.stringify(
-      value.length > 80 ? `${value.slice(0, 77)}...` : value,
-    );
-  }
-  if (typeof value === "bigint") return `${value}n`;
-  if (typeof value === "function") return "a function";
-  try {
-    return String(value);
-  } catch {
-    return typeof value;
-  }
 }

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { hostPort } from "./_describe.ts";
 import { connect } from "./connect.ts";
 import {
   ControlEscaper,
@@ -76,7 +77,7 @@ export async function clientCommand(args: string[]): Promise<number> {
   const data = await conn.recv(bufsize);
   if (data === null) {
     printError(
-      `${host} port ${port}: the server closed the connection without ` +
+      `${hostPort(host, port)}: the server closed the connection without ` +
         `sending anything`,
     );
     return 1;

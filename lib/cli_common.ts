@@ -7,7 +7,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { describe, parsePort, validateHost } from "./address.ts";
+import { describe } from "./_describe.ts";
+import { parsePort, validateHost } from "./address.ts";
 import { InvalidArgumentError } from "./errors.ts";
 
 /** A bad command line: one line on stderr, exit 2. */
@@ -104,7 +105,7 @@ function usage<T>(check: () => T): T {
     return check();
   } catch (error) {
     if (error instanceof InvalidArgumentError) {
-      throw new UsageError(error.message);
+      throw new UsageError(error.reason);
     }
     throw error;
   }

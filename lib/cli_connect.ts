@@ -7,7 +7,8 @@
 
 import { type AttemptEvent, connect } from "./connect.ts";
 import type { Connection } from "./connection.ts";
-import { ConnectionResetError, reasonOf, SocketError } from "./errors.ts";
+import { hostPort } from "./_describe.ts";
+import { ConnectionResetError, SocketError } from "./errors.ts";
 import {
   ControlEscaper,
   hostArg,
@@ -146,7 +147,7 @@ async function exchange(
     const sendError = await sending;
     const { address, port } = conn.remoteAddr;
     return report(
-      `${address} port ${port}`,
+      hostPort(address, port),
       received,
       timedOut ? undefined : sendError,
       timedOut,
@@ -231,13 +232,11 @@ function report(
   // (EPIPE) is the kernel's choice: one line tells both.
   const parts: string[] = [];
   if (sendError instanceof SocketError) {
-    parts.push(`sending failed (${reasonOf(sendError)})`);
+    parts.push(`sending failed (${sendError.reason})`);
   }
   if (receiveError instanceof SocketError) {
     parts.push(
-      `receiving failed after ${received.bytes} bytes (${
-        reasonOf(receiveError)
-      })`,
+      `receiving failed after ${received.bytes} bytes (${receiveError.reason})`,
     );
   }
   if (parts.length > 0) printError(`${peer}: ${parts.join(", ")}`);

@@ -6,7 +6,6 @@
  */
 
 import { type AttemptEvent, connect } from "./connect.ts";
-import { reasonOf } from "./errors.ts";
 import { isReset, pipe, type PipeResult, type Role } from "./_pipe.ts";
 import {
   hostArg,
@@ -104,7 +103,7 @@ function traceHandoff(direction: Role, bytes: number): void {
 function trace(event: AttemptEvent): void {
   if (event.state === "trying") printError(`Trying ${event.address}...`);
   if (event.state === "failed") {
-    const reason = event.error ? reasonOf(event.error) : "failed";
+    const reason = event.error?.reason ?? "failed";
     printError(`telnet: connect to address ${event.address}: ${reason}`);
   }
 }

@@ -13,35 +13,25 @@ import {
   validateHost,
   validatePort,
 } from "./address.ts";
-import { Connection, type ConnectionOptions } from "./connection.ts";
 import {
-  abortError,
-  type AttemptFailure,
-  fromRuntimeError,
-  netPermissionHint,
-  PermissionDeniedError,
-  reasonOf,
-  type SocketError,
-  TimeoutError,
-} from "./errors.ts";
+  Connection,
+  type ConnectionOptions,
+  type ConnectionSettings,
+  connectionSettings,
+} from "./connection.ts";
+import { abortError } from "./_error_mapping.ts";
+import { TimeoutError } from "./errors.ts";
+import { type AttemptEvent, happyEyeballs } from "./_happy_eyeballs.ts";
 import { resolve, type ResolveOptions } from "./resolve.ts";
+import { deadlineSignal } from "./_deadline.ts";
 import {
   checkDuration,
   checkFunction,
   checkOptions,
   checkSignal,
-  deadlineSignal,
-} from "./validate.ts";
+} from "./_validate.ts";
 
-/** One connection attempt, as {@linkcode ConnectOptions.onAttempt} sees it. */
-export interface AttemptEvent extends IpAddress {
-  /** The port. */
-  port: number;
-  /** Starting, or how it ended. */
-  state: "trying" | "connected" | "failed";
-  /** Why it failed, when `state` is `"failed"`. */
-  error?: SocketError;
-}
+export type { AttemptEvent };
 
 /** Options of {@linkcode connect}. */
 export interface ConnectOptions
@@ -70,8 +60,29 @@ export interface ConnectOptions
 }
 
 const DEFAULT_ATTEMPT_DELAY = 250;
-/** How many failed addresses an error names before "and N more". */
-const NAMED_FAILURES = 3;
+
+/** {@linkcode ConnectOptions}, checked once where they enter. */
+interface ConnectSettings {
+  timeout: number | undefined;
+  attemptDelay: number;
+  signal: AbortSignal | undefined;
+  onAttempt: ((event: AttemptEvent) => void) | undefined;
+  connection: ConnectionSettings;
+}
+
+function connectSettings(options: ConnectOptions): ConnectSettings {
+  checkOptions(options);
+  checkFunction(options.onAttempt, "onAttempt");
+  return {
+    timeout: checkDuration(options.timeout, "timeout"),
+    attemptDelay: checkDuration(options.attemptDelay, "attemptDelay") ??
+      DEFAULT_ATTEMPT_DELAY,
+    signal: checkSignal(options.signal),
+    onAttempt: options.onAttempt,
+    // Checked now, so that a bad option fails before any socket is made.
+    connection: connectionSettings(options),
+  };
+}
 
 /**
  * Connects to a host (a name or an IP literal) and port. A name is resolved
@@ -112,34 +123,23 @@ export async function connect(
 ): Promise<Connection> {
   validateHost(host);
   validatePort(port);
-  checkOptions(options);
-  const timeout = checkDuration(options.timeout, "timeout");
-  const attemptDelay = checkDuration(options.attemptDelay, "attemptDelay") ??
-    DEFAULT_ATTEMPT_DELAY;
-  checkFunction(options.onAttempt, "onAttempt");
-  const connectionOptions = {
-    idleTimeout: options.idleTimeout,
-    noDelay: options.noDelay,
-    keepAlive: options.keepAlive,
-  };
-  // Checked now, so that a bad option fails before any socket is made.
-  checkDuration(options.idleTimeout, "idleTimeout");
+  const settings = connectSettings(options);
+  const { timeout } = settings;
   const deadline = deadlineSignal(
-    checkSignal(options.signal),
+    settings.signal,
     timeout,
     () =>
-      new TimeoutError(
-        `connect to ${host} port ${port}: timed out after ${timeout} ms`,
-        { host, port },
-      ),
+      new TimeoutError({
+        op: "connect",
+        host,
+        port,
+        reason: `timed out after ${timeout} ms`,
+      }),
   );
   try {
     const signal = deadline.signal;
     if (signal?.aborted) {
-      throw abortError(signal, `connect to ${host} port ${port}`, {
-        host,
-        port,
-      });
+      throw abortError(signal, { op: "connect", host, port });
     }
     const addresses = await resolve(host, {
       family: options.family,
@@ -149,17 +149,17 @@ export async function connect(
       signal,
     });
     const byName = onlyNamePermitted(host, port, addresses);
-    const conn = await race({
+    const conn = await happyEyeballs({
       host,
       port,
       // The family is the first address's: only the trace shows it.
       addresses: byName ? [{ ...addresses[0], address: host }] : addresses,
       byName,
-      attemptDelay,
+      attemptDelay: settings.attemptDelay,
       signal,
-      onAttempt: options.onAttempt,
+      onAttempt: settings.onAttempt,
     });
-    return new Connection(conn, connectionOptions);
+    return new Connection(conn, settings.connection);
   } finally {
     deadline.clear();
   }
@@ -181,138 +181,4 @@ function onlyNamePermitted(
       host: formatAddress({ address, port }),
     }).state === "granted";
   return !addresses.some((a) => granted(a.address)) && granted(host);
-}
-
-interface Race {
-  host: string;
-  port: number;
-  addresses: IpAddress[];
-  /** The one "address" is the name, for Deno to resolve and race. */
-  byName: boolean;
-  attemptDelay: number;
-  signal: AbortSignal | undefined;
-  onAttempt: ((event: AttemptEvent) => void) | undefined;
-}
-
-/**
- * Runs the attempts, and settles only once every attempt has ended, so
- * that no connect outlives the call.
- */
-function race(
-  { host, port, addresses, byName, attemptDelay, signal, onAttempt }: Race,
-): Promise<Deno.TcpConn> {
-  const { promise, resolve, reject } = Promise.withResolvers<Deno.TcpConn>();
-  const controllers = new Set<AbortController>();
-  const failures: AttemptFailure[] = [];
-  let next = 0;
-  let running = 0;
-  let winner: Deno.TcpConn | undefined;
-  let failure: SocketError | undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const decided = () => winner !== undefined || failure !== undefined;
-  // The caller's hook must not break the race: what it throws is dropped.
-  const report = (event: AttemptEvent) => {
-    try {
-      onAttempt?.(event);
-    } catch {
-      // Ignored, as documented on ConnectOptions.onAttempt.
-    }
-  };
-
-  const settle = () => {
-    if (running > 0 || !decided()) return;
-    clearTimeout(timer);
-    signal?.removeEventListener("abort", onAbort);
-    if (winner) resolve(winner);
-    else reject(failure);
-  };
-  const stopOthers = () => {
-    clearTimeout(timer);
-    for (const controller of controllers) controller.abort();
-  };
-  const onAbort = () => {
-    if (decided()) return;
-    // deno-lint-ignore no-non-null-assertion -- only called on abort
-    failure = abortError(signal!, `connect to ${host} port ${port}`, {
-      host,
-      port,
-    });
-    stopOthers();
-    settle();
-  };
-  const start = () => {
-    clearTimeout(timer);
-    const address = addresses[next++];
-    const controller = new AbortController();
-    controllers.add(controller);
-    running++;
-    report({ ...address, port, state: "trying" });
-    Deno.connect({
-      hostname: address.address,
-      port,
-      signal: controller.signal,
-      autoSelectFamily: byName,
-    }).then((conn) => {
-      if (decided()) return conn.close();
-      winner = conn;
-      controllers.delete(controller);
-      stopOthers();
-      report({ ...address, port, state: "connected" });
-    }, (error) => {
-      if (decided()) return;
-      const attempt = fromRuntimeError(error, {
-        action: "connect to",
-        host: address.address,
-        port,
-      });
-      failures.push({ address: address.address, port, error: attempt });
-      report({ ...address, port, state: "failed", error: attempt });
-      if (next < addresses.length) start();
-      else if (running === 1) failure = allFailed(host, port, failures);
-    }).finally(() => {
-      controllers.delete(controller);
-      running--;
-      settle();
-    });
-    if (next < addresses.length) timer = setTimeout(start, attemptDelay);
-  };
-
-  // The signal may have fired during the name lookup.
-  if (signal?.aborted) {
-    onAbort();
-    return promise;
-  }
-  signal?.addEventListener("abort", onAbort, { once: true });
-  start();
-  return promise;
-}
-
-/** The error when every address failed: the last one's, naming them all. */
-function allFailed(
-  host: string,
-  port: number,
-  failures: AttemptFailure[],
-): SocketError {
-  const last = failures[failures.length - 1].error;
-  if (failures.every((f) => f.error.cause instanceof Deno.errors.NotCapable)) {
-    // Named as the caller gave it: that permission is enough (see connect).
-    return new PermissionDeniedError(
-      `connect to ${host} port ${port}: ${netPermissionHint(host, port)}`,
-      { host, port, cause: last.cause, attempts: failures },
-    );
-  }
-  if (failures.length === 1) return last;
-  const each = failures.slice(0, NAMED_FAILURES)
-    .map((f) => `${f.address}: ${reasonOf(f.error)}`);
-  const more = failures.length - NAMED_FAILURES;
-  if (more > 0) each.push(`and ${more} more`);
-  return fromRuntimeError(last.cause, {
-    action: "connect to",
-    host,
-    port,
-    message: `connect to ${host} port ${port} failed for every address: ${
-      each.join("; ")
-    }`,
-    attempts: failures,
-  });
 }

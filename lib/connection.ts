@@ -4,15 +4,18 @@
  * @module
  */
 
-import { describe, fromDenoAddr, type NetAddress } from "./address.ts";
+import { concat } from "./_bytes.ts";
+import { describe } from "./_describe.ts";
+import { fromDenoAddr, type NetAddress } from "./address.ts";
+import { type ErrorContext, fromRuntimeError } from "./_error_mapping.ts";
 import {
-  fromRuntimeError,
   InvalidArgumentError,
   MessageTooLargeError,
   SocketClosedError,
+  type SocketOp,
   TimeoutError,
 } from "./errors.ts";
-import { checkCount, checkDuration, checkOptions } from "./validate.ts";
+import { checkCount, checkDuration, checkOptions } from "./_validate.ts";
 
 /** Options of a {@linkcode Connection}. */
 export interface ConnectionOptions {
@@ -46,6 +49,45 @@ export interface RecvAllOptions {
    * @default {67108864} (64 MiB)
    */
   maxBytes?: number;
+}
+
+/**
+ * {@linkcode ConnectionOptions}, checked: made once by {@linkcode connect}
+ * or {@linkcode serve}, so that no accepted connection checks them again.
+ * Internal: `mod.ts` does not re-export it.
+ */
+export interface ConnectionSettings {
+  /** As {@linkcode ConnectionOptions.idleTimeout}. */
+  readonly idleTimeout: number | undefined;
+  /** As {@linkcode ConnectionOptions.noDelay}, defaulted. */
+  readonly noDelay: boolean;
+  /** As {@linkcode ConnectionOptions.keepAlive}, defaulted. */
+  readonly keepAlive: boolean;
+}
+
+/** The records {@linkcode connectionSettings} made: trusted as they are. */
+const checkedSettings = new WeakSet<ConnectionOptions>();
+
+/**
+ * Checks connection options once into a record; a record it made passes
+ * through unchecked. Internal: for {@linkcode connect} and {@linkcode serve}.
+ *
+ * @param options The caller's options, or a record made here.
+ * @returns The record.
+ * @throws {InvalidArgumentError} for a bad option.
+ */
+export function connectionSettings(
+  options: ConnectionOptions,
+): ConnectionSettings {
+  if (checkedSettings.has(options)) return options as ConnectionSettings;
+  checkOptions(options);
+  const settings: ConnectionSettings = Object.freeze({
+    idleTimeout: checkDuration(options.idleTimeout, "idleTimeout"),
+    noDelay: options.noDelay !== false,
+    keepAlive: options.keepAlive === true,
+  });
+  checkedSettings.add(settings);
+  return settings;
 }
 
 const DEFAULT_RECV_SIZE = 65536;
@@ -86,13 +128,13 @@ export class Connection implements AsyncDisposable, Disposable {
    * @param options Idle timeout, no-delay and keep-alive.
    */
   constructor(conn: Deno.TcpConn, options: ConnectionOptions = {}) {
-    checkOptions(options);
-    this.#idleTimeout = checkDuration(options.idleTimeout, "idleTimeout");
+    const settings = connectionSettings(options);
+    this.#idleTimeout = settings.idleTimeout;
     this.#conn = conn;
     this.localAddr = fromDenoAddr(conn.localAddr);
     this.remoteAddr = fromDenoAddr(conn.remoteAddr);
-    if (options.noDelay === false) conn.setNoDelay(false);
-    if (options.keepAlive) conn.setKeepAlive(true);
+    if (!settings.noDelay) conn.setNoDelay(false);
+    if (settings.keepAlive) conn.setKeepAlive(true);
   }
 
   /** Whether {@linkcode Connection.close} has been called. */
@@ -122,7 +164,7 @@ export class Connection implements AsyncDisposable, Disposable {
    */
   async send(data: Uint8Array | string): Promise<number> {
     const bytes = toBytes(data);
-    return await this.#io("send to", () => this.#conn.write(bytes));
+    return await this.#io("send", () => this.#conn.write(bytes));
   }
 
   /**
@@ -136,11 +178,11 @@ export class Connection implements AsyncDisposable, Disposable {
     let sent = 0;
     while (sent < bytes.length) {
       sent += await this.#io(
-        "send to",
+        "send",
         () => this.#conn.write(bytes.subarray(sent)),
       );
     }
-    if (bytes.length === 0) this.#checkOpen("send to");
+    if (bytes.length === 0) this.#checkOpen("send");
   }
 
   /**
@@ -189,12 +231,14 @@ export class Connection implements AsyncDisposable, Disposable {
    */
   async recvInto(buffer: Uint8Array): Promise<number | null> {
     if (!(buffer instanceof Uint8Array) || buffer.length === 0) {
-      throw new InvalidArgumentError(
-        `invalid buffer ${describe(buffer)}: expected a non-empty Uint8Array`,
-      );
+      throw new InvalidArgumentError({
+        reason: `invalid buffer ${
+          describe(buffer)
+        }: expected a non-empty Uint8Array`,
+      });
     }
     while (true) {
-      const n = await this.#io("recv from", () => this.#conn.read(buffer));
+      const n = await this.#io("recv", () => this.#conn.read(buffer));
       if (n === null) return null;
       // Deno may report a read of 0 bytes that is not the end of stream.
       if (n > 0) return n;
@@ -223,10 +267,10 @@ export class Connection implements AsyncDisposable, Disposable {
       total += n;
       if (total > limit) {
         this.close();
-        throw new MessageTooLargeError(
-          `recvAll from ${this.#peer()}: more than ${limit} bytes`,
-          this.#where(),
-        );
+        throw new MessageTooLargeError({
+          ...this.#where("recv"),
+          reason: `more than ${limit} bytes`,
+        });
       }
       chunks.push(chunk);
     }
@@ -238,7 +282,7 @@ export class Connection implements AsyncDisposable, Disposable {
    * stream, and this side can still receive.
    */
   async closeWrite(): Promise<void> {
-    await this.#io("closeWrite to", () => this.#conn.closeWrite());
+    await this.#io("shutdown", () => this.#conn.closeWrite());
   }
 
   /** Closes the connection. Closing again does nothing. */
@@ -264,7 +308,7 @@ export class Connection implements AsyncDisposable, Disposable {
   }
 
   /** Runs one read or write, with the idle timeout and the module's errors. */
-  #io<T>(action: string, op: () => Promise<T>): Promise<T> {
+  #io<T>(action: SocketOp, op: () => Promise<T>): Promise<T> {
     try {
       this.#checkOpen(action);
       if (this.#idleTimeout !== undefined) return this.#timedIo(action, op);
@@ -280,7 +324,7 @@ export class Connection implements AsyncDisposable, Disposable {
   }
 
   /** {@linkcode Connection.#io} with the idle timeout. */
-  async #timedIo<T>(action: string, op: () => Promise<T>): Promise<T> {
+  async #timedIo<T>(action: SocketOp, op: () => Promise<T>): Promise<T> {
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -297,51 +341,37 @@ export class Connection implements AsyncDisposable, Disposable {
     }
   }
 
-  #checkOpen(action: string): void {
+  #checkOpen(action: SocketOp): void {
     if (this.#closed) {
-      throw new SocketClosedError(
-        `${action} ${this.#peer()}: the connection is closed`,
-        this.#where(),
-      );
+      throw new SocketClosedError({
+        ...this.#where(action),
+        reason: "the connection is closed",
+      });
     }
   }
 
-  #error(error: unknown, action: string) {
+  #error(error: unknown, action: SocketOp) {
+    return fromRuntimeError(error, this.#where(action));
+  }
+
+  #timeout(action: SocketOp): TimeoutError {
+    return new TimeoutError({
+      ...this.#where(action),
+      reason: `no progress in ${this.#idleTimeout} ms`,
+    });
+  }
+
+  /** The fields of an error of `op` on this connection. */
+  #where(op: SocketOp): ErrorContext {
     const { address, port } = this.remoteAddr;
-    return fromRuntimeError(error, { action, host: address, port });
-  }
-
-  #timeout(action: string): TimeoutError {
-    return new TimeoutError(
-      `${action} ${this.#peer()}: no progress in ${this.#idleTimeout} ms`,
-      this.#where(),
-    );
-  }
-
-  #peer(): string {
-    return `${this.remoteAddr.address} port ${this.remoteAddr.port}`;
-  }
-
-  #where(): { host: string; port: number } {
-    return { host: this.remoteAddr.address, port: this.remoteAddr.port };
+    return { op, host: address, address, port };
   }
 }
 
 function toBytes(data: Uint8Array | string): Uint8Array {
   if (typeof data === "string") return encoder.encode(data);
   if (data instanceof Uint8Array) return data;
-  throw new InvalidArgumentError(
-    `invalid data ${describe(data)}: expected a Uint8Array or a string`,
-  );
-}
-
-function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
+  throw new InvalidArgumentError({
+    reason: `invalid data ${describe(data)}: expected a Uint8Array or a string`,
+  });
 }

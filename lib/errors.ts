@@ -1,21 +1,27 @@
 /**
  * The module's one error family: every failure is a {@linkcode SocketError}
- * with a stable `code`, the runtime's original error as `cause`, and, where
- * one is involved, the host and port in both the message and the fields.
+ * whose fields say what was being done (`op`), where (`host`, `port`,
+ * `address`) and why (`code`, `reason`, `cause`). The message is built from
+ * those fields in one place, as Node's (`syscall`, `address`, `port`) and
+ * Go's (`net.OpError{Op, Addr, Err}`) are: programs read the fields, never
+ * the message.
  *
  * @module
  */
 
+import { hostPort } from "./_describe.ts";
+
 /**
  * The stable codes of {@linkcode SocketError}, named as POSIX, Python and
- * Node name them.
+ * Node name them. Each code belongs to exactly one class.
  *
  * - `EINVAL`: a bad argument (port, host, option), caught before any socket
- *   is made.
+ *   is made ({@linkcode InvalidArgumentError}).
  * - `ENOTFOUND`, `ESERVFAIL`: a name that cannot be resolved (Python's
- *   `socket.gaierror`).
- * - `ECONNREFUSED`, `ETIMEDOUT`, `EHOSTUNREACH`, `ENETUNREACH`: connecting or
- *   waiting failed.
+ *   `socket.gaierror`, {@linkcode ResolveError}).
+ * - `ETIMEDOUT`: anything that did not finish in time, a DNS lookup
+ *   included ({@linkcode TimeoutError}).
+ * - `ECONNREFUSED`, `EHOSTUNREACH`, `ENETUNREACH`: connecting failed.
  * - `EADDRINUSE`, `EADDRNOTAVAIL`, `EACCES`: binding failed, or the runtime
  *   lacks the permission.
  * - `ECONNRESET`, `EPIPE`: the peer went away mid-transfer.
@@ -23,7 +29,7 @@
  *   descriptor").
  * - `EMSGSIZE`: more data arrived than the caller allowed.
  * - `ECANCELED`: an `AbortSignal` fired.
- * - `EIO`: any other failure of the runtime.
+ * - `EIO`: any other failure of the runtime (the base class itself).
  */
 export type SocketErrorCode =
   | "EINVAL"
@@ -43,16 +49,55 @@ export type SocketErrorCode =
   | "ECANCELED"
   | "EIO";
 
-/** What a {@linkcode SocketError} may carry besides its message. */
+/**
+ * What was being done when an error happened (Node's `syscall`, Go's
+ * `OpError.Op`):
+ *
+ * - `resolve`: looking a name up; `connect`: dialling; `bind`: listening;
+ *   `accept`: taking a connection from the kernel.
+ * - `send`, `recv`: writing or reading a connection (`recvAll` included);
+ *   `shutdown`: closing its sending side (`closeWrite`); `close`: closing it.
+ * - `handle`: a server's handler running for one connection.
+ * - `scan`: a port scan as a whole (each port's outcome is a result, not an
+ *   error).
+ */
+export type SocketOp =
+  | "resolve"
+  | "connect"
+  | "bind"
+  | "accept"
+  | "send"
+  | "recv"
+  | "shutdown"
+  | "close"
+  | "handle"
+  | "scan";
+
+/**
+ * The fields of a {@linkcode SocketError}, as every class's constructor
+ * takes them (a class with several codes also takes `code`).
+ */
 export interface SocketErrorOptions {
-  /** The runtime's original error, or another underlying reason. */
-  cause?: unknown;
-  /** The host involved, as the caller gave it. */
+  /**
+   * What was being done; absent for a bad argument, caught before anything
+   * was done.
+   */
+  op?: SocketOp;
+  /** The host involved, as the caller gave it (a name or an IP). */
   host?: string;
   /** The port involved. */
   port?: number;
-  /** Each address tried, when a connect tried several. */
+  /** The IP address actually tried, when it is known and one was. */
+  address?: string;
+  /**
+   * Why, in a few words: "Connection refused", "no such name", "timed out
+   * after 5000 ms". The message ends with it.
+   */
+  reason: string;
+  /** Each address tried, when a connect tried several and all failed. */
   attempts?: readonly AttemptFailure[];
+  /** The runtime's original error, or another underlying reason. */
+  cause?: unknown;
 }
 
 /** One address a connect tried, and why it failed. */
@@ -65,56 +110,138 @@ export interface AttemptFailure {
   error: SocketError;
 }
 
+/** The codes of a name that does not resolve: the tutorial's gaierror. */
+const GAIERROR_CODES: ReadonlySet<SocketErrorCode> = new Set([
+  "ENOTFOUND",
+  "ESERVFAIL",
+  "ETIMEDOUT",
+]);
+/** How each op reads in a message: "connect to 127.0.0.1 port 80". */
+const OP_PHRASES: Record<SocketOp, string> = {
+  resolve: "resolve",
+  connect: "connect to",
+  bind: "bind to",
+  accept: "accept on",
+  send: "send to",
+  recv: "recv from",
+  shutdown: "closeWrite to",
+  close: "close",
+  handle: "handler for",
+  scan: "scan",
+};
+/** How many failed addresses a message names before "and N more". */
+const NAMED_ATTEMPTS = 3;
+
+/**
+ * The one place a message is made from the fields:
+ *
+ * - no `op` (a bad argument): the reason alone;
+ * - a name that did not resolve: the tutorial's gaierror line,
+ *   "there was an error resolving the host: NAME (REASON)";
+ * - a connect whose every address failed: "connect to HOST port PORT failed
+ *   for every address: " and each address's reason;
+ * - anything else: "OP HOST port PORT: REASON", naming the address tried
+ *   where there was one, else the host.
+ */
+function formatMessage(code: SocketErrorCode, f: SocketErrorOptions): string {
+  if (f.op === undefined) return f.reason;
+  const target = f.address ?? f.host;
+  if (f.op === "resolve" && GAIERROR_CODES.has(code)) {
+    return `there was an error resolving the host: ${target} (${f.reason})`;
+  }
+  const where = target === undefined
+    ? OP_PHRASES[f.op]
+    : `${OP_PHRASES[f.op]} ${hostPort(target, f.port)}`;
+  const attempts = f.attempts ?? [];
+  if (attempts.length < 2) return `${where}: ${f.reason}`;
+  const each = attempts.slice(0, NAMED_ATTEMPTS)
+    .map((a) => `${a.address}: ${a.error.reason}`);
+  const more = attempts.length - NAMED_ATTEMPTS;
+  if (more > 0) each.push(`and ${more} more`);
+  return `${where} failed for every address: ${each.join("; ")}`;
+}
+
 /**
  * The base class of every error this module throws (Python's
- * `socket.error`, today's `OSError`).
+ * `socket.error`, today's `OSError`). The module makes the base class itself
+ * only for `EIO`; every other code has its subclass.
  *
- * @example Telling failures apart by code
+ * @example Reading the fields, never the message
  * ```ts
- * import { connect, SocketError } from "@socket-programming/socket";
+ * import { connect, serve, SocketError } from "@socket-programming/socket";
  *
+ * const server = serve({ hostname: "127.0.0.1" }, () => {});
+ * const { port } = server.addr;
+ * await server.shutdown(); // nothing listens there now
  * try {
- *   await connect("127.0.0.1", 1, { timeout: 1000 });
+ *   await connect("127.0.0.1", port, { timeout: 1000 });
  * } catch (error) {
  *   if (!(error instanceof SocketError)) throw error;
- *   console.log(error.code); // "ECONNREFUSED" where nothing listens
+ *   console.log(error.code); // "ECONNREFUSED"
+ *   console.log(error.op); // "connect"
+ *   console.log(error.address, error.port === port); // "127.0.0.1" true
+ *   console.log(error.reason); // "Connection refused"
+ *   console.log(error.message); // "connect to 127.0.0.1 port …: Connection refused"
  * }
+ * ```
+ *
+ * @example Making one, as a library built on this module would
+ * ```ts
+ * import { TimeoutError } from "@socket-programming/socket";
+ *
+ * const error = new TimeoutError({
+ *   op: "recv",
+ *   host: "127.0.0.1",
+ *   port: 80,
+ *   reason: "no progress in 5000 ms",
+ * });
+ * console.log(error.message); // "recv from 127.0.0.1 port 80: no progress in 5000 ms"
  * ```
  */
 export class SocketError extends Error {
   /** The stable code, for programs to branch on. */
   readonly code: SocketErrorCode;
-  /** The host involved, if any. */
+  /** What was being done; absent for a bad argument. */
+  readonly op?: SocketOp;
+  /** The host involved, as the caller gave it. */
   readonly host?: string;
-  /** The port involved, if any. */
+  /** The port involved. */
   readonly port?: number;
+  /** The IP address actually tried, where there was one. */
+  readonly address?: string;
+  /** Why, in a few words: the end of the message. */
+  readonly reason: string;
   /** Each address tried, when a connect tried several and all failed. */
   readonly attempts?: readonly AttemptFailure[];
 
   /**
-   * Makes an error with a code; subclasses fix the code.
+   * Makes an error from its fields; the message is built from them.
    *
-   * @param code The stable code.
-   * @param message What went wrong, naming host and port where there are.
-   * @param options The cause, host and port.
+   * @param options The code and the fields.
    */
-  constructor(
-    code: SocketErrorCode,
-    message: string,
-    options: SocketErrorOptions = {},
-  ) {
-    super(message, { cause: options.cause });
+  constructor(options: SocketErrorOptions & { code: SocketErrorCode }) {
+    super(formatMessage(options.code, options), { cause: options.cause });
     this.name = new.target.name;
-    this.code = code;
+    this.code = options.code;
+    this.op = options.op;
     this.host = options.host;
     this.port = options.port;
+    this.address = options.address;
+    this.reason = options.reason;
     this.attempts = options.attempts;
   }
 }
 
 /**
  * A bad argument, caught before any socket is made: a port outside 1–65535
- * (0 is allowed where binding) or not an integer, a malformed host, an option out of range.
+ * (0 is allowed where binding) or not an integer, a malformed host, an
+ * option out of range. It has no `op`: nothing was done yet.
+ *
+ * It stays a {@linkcode SocketError} with code `EINVAL` rather than a
+ * `TypeError` or `RangeError` as std and Deno throw: every public function
+ * throws the module's one error family with a stable `code` (C3), so that a
+ * program branches on `error.code` alone, and the CLI tells a usage error
+ * (exit 2) from a runtime failure (exit 1) by this class.
  *
  * @example
  * ```ts
@@ -122,6 +249,7 @@ export class SocketError extends Error {
  *
  * await connect("127.0.0.1", 65536).catch((error) => {
  *   console.log(error instanceof InvalidArgumentError); // true
+ *   console.log(error.reason); // "invalid port 65536: expected an integer in 1–65535"
  * });
  * ```
  */
@@ -132,51 +260,47 @@ export class InvalidArgumentError extends SocketError {
   /**
    * Makes the error.
    *
-   * @param message What is wrong, naming the bad value.
-   * @param options Host, port and cause.
+   * @param options The reason, naming the bad value.
    */
-  constructor(message: string, options: SocketErrorOptions = {}) {
-    super("EINVAL", message, options);
+  constructor(options: SocketErrorOptions) {
+    super({ ...options, code: "EINVAL" });
   }
 }
 
 /**
  * A name that could not be resolved to an address: the tutorial's
  * `socket.gaierror`. `ENOTFOUND` when no address exists, `ESERVFAIL` when
- * the name server failed, `ETIMEDOUT` when it did not answer in time.
+ * the name server failed. A lookup that got no answer in time is a
+ * {@linkcode TimeoutError} with `op` `"resolve"` (its message is the same
+ * gaierror line).
  *
  * @example
  * ```ts
  * import { ResolveError } from "@socket-programming/socket";
  *
- * const error = new ResolveError("ENOTFOUND", "no-such-name.test", "no such name");
+ * const error = new ResolveError({
+ *   code: "ENOTFOUND",
+ *   op: "resolve",
+ *   host: "no-such-name.test",
+ *   reason: "no such name",
+ * });
  * console.log(error.message); // "there was an error resolving the host: no-such-name.test (no such name)"
  * ```
  */
 export class ResolveError extends SocketError {
   /** The stable code. */
-  declare readonly code: "ENOTFOUND" | "ESERVFAIL" | "ETIMEDOUT";
-  /** The name that did not resolve. */
-  declare readonly host: string;
+  declare readonly code: "ENOTFOUND" | "ESERVFAIL";
 
   /**
    * Makes the error.
    *
-   * @param code Why the name did not resolve.
-   * @param host The name.
-   * @param reason A few words on the reason, put in the message.
-   * @param cause The runtime's error.
+   * @param options Why the name did not resolve (`code`), the name
+   *   (`host`) and the fields.
    */
   constructor(
-    code: "ENOTFOUND" | "ESERVFAIL" | "ETIMEDOUT",
-    host: string,
-    reason: string,
-    cause?: unknown,
+    options: SocketErrorOptions & { code: "ENOTFOUND" | "ESERVFAIL" },
   ) {
-    super(code, `there was an error resolving the host: ${host} (${reason})`, {
-      host,
-      cause,
-    });
+    super(options);
   }
 }
 
@@ -188,8 +312,13 @@ export class ResolveError extends SocketError {
  * ```ts
  * import { ConnectionRefusedError } from "@socket-programming/socket";
  *
- * const error = new ConnectionRefusedError("connect to 127.0.0.1 port 1: Connection refused");
- * console.log(error.code); // "ECONNREFUSED"
+ * const error = new ConnectionRefusedError({
+ *   op: "connect",
+ *   host: "127.0.0.1",
+ *   port: 1,
+ *   reason: "Connection refused",
+ * });
+ * console.log(error.message); // "connect to 127.0.0.1 port 1: Connection refused"
  * ```
  */
 export class ConnectionRefusedError extends SocketError {
@@ -199,23 +328,28 @@ export class ConnectionRefusedError extends SocketError {
   /**
    * Makes the error.
    *
-   * @param message What was refused, naming host and port.
-   * @param options Host, port, cause and attempts.
+   * @param options The fields.
    */
-  constructor(message: string, options: SocketErrorOptions = {}) {
-    super("ECONNREFUSED", message, options);
+  constructor(options: SocketErrorOptions) {
+    super({ ...options, code: "ECONNREFUSED" });
   }
 }
 
 /**
- * An operation did not finish in the time allowed: a connect, a read or a
- * write that made no progress, a handler past its deadline.
+ * An operation did not finish in the time allowed: a name lookup, a
+ * connect, a read or a write that made no progress, a handler past its
+ * deadline. Every `ETIMEDOUT` is this class, whatever the `op`.
  *
  * @example
  * ```ts
  * import { TimeoutError } from "@socket-programming/socket";
  *
- * const error = new TimeoutError("read from 127.0.0.1 port 80: timed out after 5000 ms");
+ * const error = new TimeoutError({
+ *   op: "recv",
+ *   host: "127.0.0.1",
+ *   port: 80,
+ *   reason: "no progress in 5000 ms",
+ * });
  * console.log(error.code); // "ETIMEDOUT"
  * ```
  */
@@ -226,11 +360,10 @@ export class TimeoutError extends SocketError {
   /**
    * Makes the error.
    *
-   * @param message What timed out, after how long.
-   * @param options Host, port and cause.
+   * @param options The fields; the reason says after how long.
    */
-  constructor(message: string, options: SocketErrorOptions = {}) {
-    super("ETIMEDOUT", message, options);
+  constructor(options: SocketErrorOptions) {
+    super({ ...options, code: "ETIMEDOUT" });
   }
 }
 
@@ -257,16 +390,12 @@ export class AddressInUseError extends SocketError {
   /**
    * Makes the error.
    *
-   * @param code Which binding failure.
-   * @param message What failed, naming host and port.
-   * @param options Host, port and cause.
+   * @param options Which binding failure (`code`) and the fields.
    */
   constructor(
-    code: "EADDRINUSE" | "EADDRNOTAVAIL",
-    message: string,
-    options: SocketErrorOptions = {},
+    options: SocketErrorOptions & { code: "EADDRINUSE" | "EADDRNOTAVAIL" },
   ) {
-    super(code, message, options);
+    super(options);
   }
 }
 
@@ -278,8 +407,13 @@ export class AddressInUseError extends SocketError {
  * ```ts
  * import { PermissionDeniedError } from "@socket-programming/socket";
  *
- * const error = new PermissionDeniedError("bind to 0.0.0.0 port 80: Permission denied");
- * console.log(error.code); // "EACCES"
+ * const error = new PermissionDeniedError({
+ *   op: "bind",
+ *   host: "0.0.0.0",
+ *   port: 80,
+ *   reason: "Permission denied",
+ * });
+ * console.log(error.message); // "bind to 0.0.0.0 port 80: Permission denied"
  * ```
  */
 export class PermissionDeniedError extends SocketError {
@@ -289,11 +423,10 @@ export class PermissionDeniedError extends SocketError {
   /**
    * Makes the error.
    *
-   * @param message What was denied.
-   * @param options Host, port and cause.
+   * @param options The fields.
    */
-  constructor(message: string, options: SocketErrorOptions = {}) {
-    super("EACCES", message, options);
+  constructor(options: SocketErrorOptions) {
+    super({ ...options, code: "EACCES" });
   }
 }
 
@@ -304,8 +437,14 @@ export class PermissionDeniedError extends SocketError {
  * ```ts
  * import { UnreachableError } from "@socket-programming/socket";
  *
- * const error = new UnreachableError("ENETUNREACH", "connect to 2001:db8::1 port 80: Network is unreachable");
- * console.log(error.code); // "ENETUNREACH"
+ * const error = new UnreachableError({
+ *   code: "ENETUNREACH",
+ *   op: "connect",
+ *   host: "2001:db8::1",
+ *   port: 80,
+ *   reason: "Network is unreachable",
+ * });
+ * console.log(error.message); // "connect to 2001:db8::1 port 80: Network is unreachable"
  * ```
  */
 export class UnreachableError extends SocketError {
@@ -315,16 +454,12 @@ export class UnreachableError extends SocketError {
   /**
    * Makes the error.
    *
-   * @param code Host or network.
-   * @param message What failed, naming host and port.
-   * @param options Host, port, cause and attempts.
+   * @param options Host or network (`code`) and the fields.
    */
   constructor(
-    code: "EHOSTUNREACH" | "ENETUNREACH",
-    message: string,
-    options: SocketErrorOptions = {},
+    options: SocketErrorOptions & { code: "EHOSTUNREACH" | "ENETUNREACH" },
   ) {
-    super(code, message, options);
+    super(options);
   }
 }
 
@@ -336,8 +471,14 @@ export class UnreachableError extends SocketError {
  * ```ts
  * import { ConnectionResetError } from "@socket-programming/socket";
  *
- * const error = new ConnectionResetError("EPIPE", "write to 127.0.0.1 port 5000: Broken pipe");
- * console.log(error.code); // "EPIPE"
+ * const error = new ConnectionResetError({
+ *   code: "EPIPE",
+ *   op: "send",
+ *   host: "127.0.0.1",
+ *   port: 5000,
+ *   reason: "Broken pipe",
+ * });
+ * console.log(error.message); // "send to 127.0.0.1 port 5000: Broken pipe"
  * ```
  */
 export class ConnectionResetError extends SocketError {
@@ -347,16 +488,12 @@ export class ConnectionResetError extends SocketError {
   /**
    * Makes the error.
    *
-   * @param code Reset or broken pipe.
-   * @param message What failed, naming the peer.
-   * @param options Host, port and cause.
+   * @param options Reset or broken pipe (`code`) and the fields.
    */
   constructor(
-    code: "ECONNRESET" | "EPIPE",
-    message: string,
-    options: SocketErrorOptions = {},
+    options: SocketErrorOptions & { code: "ECONNRESET" | "EPIPE" },
   ) {
-    super(code, message, options);
+    super(options);
   }
 }
 
@@ -368,7 +505,12 @@ export class ConnectionResetError extends SocketError {
  * ```ts
  * import { SocketClosedError } from "@socket-programming/socket";
  *
- * const error = new SocketClosedError("recv from 127.0.0.1 port 80: the connection is closed");
+ * const error = new SocketClosedError({
+ *   op: "recv",
+ *   host: "127.0.0.1",
+ *   port: 80,
+ *   reason: "the connection is closed",
+ * });
  * console.log(error.code); // "EBADF"
  * ```
  */
@@ -379,11 +521,10 @@ export class SocketClosedError extends SocketError {
   /**
    * Makes the error.
    *
-   * @param message What was attempted.
-   * @param options Host, port and cause.
+   * @param options The fields.
    */
-  constructor(message: string, options: SocketErrorOptions = {}) {
-    super("EBADF", message, options);
+  constructor(options: SocketErrorOptions) {
+    super({ ...options, code: "EBADF" });
   }
 }
 
@@ -394,7 +535,12 @@ export class SocketClosedError extends SocketError {
  * ```ts
  * import { MessageTooLargeError } from "@socket-programming/socket";
  *
- * const error = new MessageTooLargeError("recvAll from 127.0.0.1 port 80: more than 1024 bytes");
+ * const error = new MessageTooLargeError({
+ *   op: "recv",
+ *   host: "127.0.0.1",
+ *   port: 80,
+ *   reason: "more than 1024 bytes",
+ * });
  * console.log(error.code); // "EMSGSIZE"
  * ```
  */
@@ -405,11 +551,10 @@ export class MessageTooLargeError extends SocketError {
   /**
    * Makes the error.
    *
-   * @param message What limit was passed.
-   * @param options Host, port and cause.
+   * @param options The fields; the reason names the limit passed.
    */
-  constructor(message: string, options: SocketErrorOptions = {}) {
-    super("EMSGSIZE", message, options);
+  constructor(options: SocketErrorOptions) {
+    super({ ...options, code: "EMSGSIZE" });
   }
 }
 
@@ -431,170 +576,9 @@ export class CancelledError extends SocketError {
   /**
    * Makes the error.
    *
-   * @param message What was cancelled.
-   * @param options Host, port, and the signal's reason as cause.
+   * @param options The fields, and the signal's reason as `cause`.
    */
-  constructor(message: string, options: SocketErrorOptions = {}) {
-    super("ECANCELED", message, options);
+  constructor(options: SocketErrorOptions) {
+    super({ ...options, code: "ECANCELED" });
   }
-}
-
-/** Where a runtime error happened, for {@linkcode fromRuntimeError}. */
-export interface ErrorContext {
-  /** What was being done: "connect to", "bind to", "recv from", "send to". */
-  action: string;
-  /** The address (IP or name) involved. */
-  host: string;
-  /** The port involved. */
-  port: number;
-  /** Replaces the message made from action, host, port and reason. */
-  message?: string;
-  /** Each address tried, when a connect tried several. */
-  attempts?: readonly AttemptFailure[];
-}
-
-/**
- * Turns an error thrown by Deno's network API into the module's error, so
- * that no raw runtime error escapes. A {@linkcode SocketError} passes through.
- *
- * @param error What the runtime threw.
- * @param context The action, host and port, for the message.
- * @returns The matching module error, with the original as `cause`.
- */
-export function fromRuntimeError(
-  error: unknown,
-  context: ErrorContext,
-): SocketError {
-  if (error instanceof SocketError) return error;
-  const { host, port, attempts } = context;
-  const options = { host, port, attempts, cause: error };
-  const say = (reason: string) =>
-    context.message ?? `${context.action} ${host} port ${port}: ${reason}`;
-  const errors = Deno.errors;
-  if (error instanceof errors.ConnectionRefused) {
-    return new ConnectionRefusedError(say("Connection refused"), options);
-  }
-  if (error instanceof errors.AddrInUse) {
-    return new AddressInUseError(
-      "EADDRINUSE",
-      say("Address already in use"),
-      options,
-    );
-  }
-  if (error instanceof errors.AddrNotAvailable) {
-    return new AddressInUseError(
-      "EADDRNOTAVAIL",
-      say("Cannot assign requested address"),
-      options,
-    );
-  }
-  if (error instanceof errors.NotCapable) {
-    return new PermissionDeniedError(
-      say(netPermissionHint(host, port)),
-      options,
-    );
-  }
-  if (error instanceof errors.PermissionDenied) {
-    return new PermissionDeniedError(
-      say(
-        context.action === "bind to" && port > 0 && port < 1024
-          ? PRIVILEGED_PORT
-          : "Permission denied",
-      ),
-      options,
-    );
-  }
-  if (error instanceof errors.TimedOut) {
-    return new TimeoutError(say("Connection timed out"), options);
-  }
-  if (error instanceof errors.ConnectionReset) {
-    return new ConnectionResetError(
-      "ECONNRESET",
-      say("Connection reset by peer"),
-      options,
-    );
-  }
-  if (
-    error instanceof errors.BrokenPipe ||
-    error instanceof errors.ConnectionAborted ||
-    error instanceof errors.NotConnected
-  ) {
-    return new ConnectionResetError("EPIPE", say("Broken pipe"), options);
-  }
-  if (
-    error instanceof errors.BadResource || error instanceof errors.Interrupted
-  ) {
-    return new SocketClosedError(say("the connection is closed"), options);
-  }
-  if (error instanceof errors.NetworkUnreachable) {
-    return new UnreachableError(
-      "ENETUNREACH",
-      say("Network is unreachable"),
-      options,
-    );
-  }
-  const text = error instanceof Error ? error.message : String(error);
-  if (/no route to host|host is unreachable/i.test(text)) {
-    return new UnreachableError(
-      "EHOSTUNREACH",
-      say("No route to host"),
-      options,
-    );
-  }
-  return new SocketError("EIO", say(text), options);
-}
-
-/** Why binding a port below 1024 fails, and the three ways around it. */
-const PRIVILEGED_PORT = "Permission denied (a port below 1024 needs root, " +
-  "the CAP_NET_BIND_SERVICE capability, or a lower " +
-  "net.ipv4.ip_unprivileged_port_start)";
-
-/**
- * The reason for a missing network permission, naming the exact flag that
- * grants it: Deno checks the address it is asked to use, so
- * `--allow-net=localhost` does not cover `127.0.0.1` or `::1`.
- *
- * @param host The host or IP address Deno was asked to use.
- * @param port Its port; 0 (any port) names the host alone.
- * @returns "Deno needs the network permission (run with -N or
- *   --allow-net=HOST:PORT)".
- */
-export function netPermissionHint(host: string, port: number): string {
-  const name = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
-  const flag = port > 0 ? `${name}:${port}` : name;
-  return `Deno needs the network permission (run with -N or --allow-net=${flag})`;
-}
-
-/**
- * The reason part of an error's message, without what was being done and
- * where: "Connection refused" from "connect to ::1 port 80: Connection
- * refused". For traces that name the address themselves.
- *
- * @param error One of the module's errors.
- * @returns The text after the last ": ".
- */
-export function reasonOf(error: SocketError): string {
-  return error.message.replace(/^.*: /, "");
-}
-
-/**
- * The error for an aborted signal: a {@linkcode SocketError} reason passes
- * through (a timeout made by this module), anything else becomes
- * {@linkcode CancelledError}.
- *
- * @param signal The aborted signal.
- * @param what What was cancelled, for the message.
- * @param options Host and port.
- * @returns The error to throw.
- */
-export function abortError(
-  signal: AbortSignal,
-  what: string,
-  options: SocketErrorOptions = {},
-): SocketError {
-  if (signal.reason instanceof SocketError) return signal.reason;
-  return new CancelledError(`${what}: cancelled`, {
-    ...options,
-    cause: signal.reason,
-  });
 }

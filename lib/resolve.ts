@@ -5,29 +5,25 @@
  * @module
  */
 
+import { describe } from "./_describe.ts";
 import {
-  describe,
   type Family,
   type IpAddress,
   ipFamily,
   validateHost,
   validatePort,
 } from "./address.ts";
+import { abortError, netPermissionHint } from "./_error_mapping.ts";
 import {
-  abortError,
   InvalidArgumentError,
-  netPermissionHint,
   PermissionDeniedError,
   ResolveError,
   type SocketError,
+  TimeoutError,
 } from "./errors.ts";
-import { queryDns } from "./dns.ts";
-import {
-  checkDuration,
-  checkOptions,
-  checkSignal,
-  deadlineSignal,
-} from "./validate.ts";
+import { queryDns } from "./_dns_client.ts";
+import { deadlineSignal } from "./_deadline.ts";
+import { checkDuration, checkOptions, checkSignal } from "./_validate.ts";
 
 /** A DNS server to ask instead of the system's. */
 export interface NameServer {
@@ -107,7 +103,9 @@ const LOCALHOST: readonly IpAddress[] = [
  * @param options Family, name server, timeout, signal and hosts file.
  * @returns At least one address.
  * @throws {ResolveError} when the name does not resolve (`ENOTFOUND`,
- *   `ESERVFAIL`, `ETIMEDOUT`).
+ *   `ESERVFAIL`).
+ * @throws {TimeoutError} when DNS did not answer within `timeout`
+ *   (`ETIMEDOUT`, `op` `"resolve"`).
  * @throws {InvalidArgumentError} for a malformed host or option.
  * @throws {PermissionDeniedError} when DNS is needed and the network
  *   permission is not granted.
@@ -123,7 +121,7 @@ export async function resolve(
   const signal = checkSignal(options.signal);
   const nameServer = checkNameServer(options.nameServer);
   const hostsFile = checkHostsFile(options.hostsFile) ?? DEFAULT_HOSTS_FILE;
-  if (signal?.aborted) throw abortError(signal, `resolve ${host}`, { host });
+  if (signal?.aborted) throw abortError(signal, { op: "resolve", host });
 
   const literal = ipFamily(name);
   if (literal !== undefined) {
@@ -136,7 +134,7 @@ export async function resolve(
   let unread: string | undefined;
   if (hostsFile !== false) {
     const fromFile = await lookUpHostsFile(hostsFile, key);
-    if (signal?.aborted) throw abortError(signal, `resolve ${host}`, { host });
+    if (signal?.aborted) throw abortError(signal, { op: "resolve", host });
     if (fromFile === undefined) unread = hostsFile;
     else if (fromFile.length > 0) {
       return onlyFamily(interleave(fromFile), family, host);
@@ -163,12 +161,19 @@ function withHostsHint(error: unknown, host: string, path: string): unknown {
   const hint = `${path} was not read: run with --allow-read=${path} ` +
     `if the name is there`;
   if (error instanceof ResolveError && error.code === "ENOTFOUND") {
-    const reason = error.message.replace(/^.*\((.*)\)$/, "$1");
-    return new ResolveError("ENOTFOUND", host, `${reason}; ${hint}`, error);
+    return new ResolveError({
+      code: "ENOTFOUND",
+      op: "resolve",
+      host,
+      reason: `${error.reason}; ${hint}`,
+      cause: error,
+    });
   }
   if (error instanceof PermissionDeniedError) {
-    return new PermissionDeniedError(`${error.message}; ${hint}`, {
+    return new PermissionDeniedError({
+      op: "resolve",
       host,
+      reason: `${error.reason}; ${hint}`,
       cause: error.cause,
     });
   }
@@ -203,17 +208,17 @@ export async function gethostbyname(
 
 function checkFamily(value: unknown): Family | undefined {
   if (value === undefined || value === 4 || value === 6) return value;
-  throw new InvalidArgumentError(
-    `invalid family ${String(value)}: expected 4 or 6`,
-  );
+  throw new InvalidArgumentError({
+    reason: `invalid family ${String(value)}: expected 4 or 6`,
+  });
 }
 
 function checkHostsFile(value: unknown): string | false | undefined {
   if (value === undefined || value === false) return value;
   if (typeof value === "string" && value !== "") return value;
-  throw new InvalidArgumentError(
-    `invalid hostsFile ${describe(value)}: expected a path or false`,
-  );
+  throw new InvalidArgumentError({
+    reason: `invalid hostsFile ${describe(value)}: expected a path or false`,
+  });
 }
 
 function checkNameServer(value: unknown): Required<NameServer> | undefined {
@@ -226,9 +231,10 @@ function checkNameServer(value: unknown): Required<NameServer> | undefined {
     const shown = typeof value === "object" && value !== null
       ? `ipAddr ${describe(server.ipAddr)}`
       : describe(value);
-    throw new InvalidArgumentError(
-      `invalid nameServer ${shown}: expected { ipAddr: an IP address, port?: number }`,
-    );
+    throw new InvalidArgumentError({
+      reason:
+        `invalid nameServer ${shown}: expected { ipAddr: an IP address, port?: number }`,
+    });
   }
   const port = server.port === undefined
     ? 53
@@ -245,7 +251,7 @@ function onlyFamily(
     ? addresses
     : addresses.filter((a) => a.family === family);
   if (kept.length === 0) {
-    throw new ResolveError("ENOTFOUND", host, `no IPv${family} address`);
+    throw notFound(host, `no IPv${family} address`);
   }
   return kept;
 }
@@ -306,11 +312,11 @@ async function lookUpDns(
     query.signal,
     query.timeout,
     () =>
-      new ResolveError(
-        "ETIMEDOUT",
+      new TimeoutError({
+        op: "resolve",
         host,
-        `no answer from DNS in ${query.timeout} ms`,
-      ),
+        reason: `no answer from DNS in ${query.timeout} ms`,
+      }),
   );
   const types = query.family === 4
     ? ["A" as const]
@@ -344,7 +350,7 @@ async function lookUpDns(
     });
     if (addresses.length > 0) return interleave(addresses);
     if (deadline.signal?.aborted) {
-      throw abortError(deadline.signal, `resolve ${host}`, { host });
+      throw abortError(deadline.signal, { op: "resolve", host });
     }
     throw dnsError(host, results, query.nameServer);
   } finally {
@@ -408,8 +414,10 @@ function dnsError(
     const hint = nameServer
       ? netPermissionHint(nameServer.ipAddr, nameServer.port)
       : "Deno needs the network permission (run with -N)";
-    return new PermissionDeniedError(`resolve ${host}: ${hint}`, {
+    return new PermissionDeniedError({
+      op: "resolve",
       host,
+      reason: hint,
       cause: denied,
     });
   }
@@ -420,15 +428,44 @@ function dnsError(
   if (failed instanceof DnsRcode) {
     const reason = RCODE_REASONS[failed.rcode] ??
       `DNS response code ${failed.rcode}`;
-    return new ResolveError("ESERVFAIL", host, reason, failed);
+    return serverFailed(host, reason, failed);
   }
   if (failed) {
-    const text = failed instanceof Error ? failed.message : String(failed);
     if (failed instanceof Deno.errors.TimedOut) {
-      return new ResolveError("ETIMEDOUT", host, "no answer from DNS", failed);
+      return new TimeoutError({
+        op: "resolve",
+        host,
+        reason: "no answer from DNS",
+        cause: failed,
+      });
     }
-    return new ResolveError("ESERVFAIL", host, `DNS failure: ${text}`, failed);
+    const text = failed instanceof Error ? failed.message : String(failed);
+    return serverFailed(host, `DNS failure: ${text}`, failed);
   }
   // NXDOMAIN, or no record of either type (NODATA).
-  return new ResolveError("ENOTFOUND", host, "no such name", errors[0]);
+  return notFound(host, "no such name", errors[0]);
+}
+
+function notFound(host: string, reason: string, cause?: unknown): ResolveError {
+  return new ResolveError({
+    code: "ENOTFOUND",
+    op: "resolve",
+    host,
+    reason,
+    cause,
+  });
+}
+
+function serverFailed(
+  host: string,
+  reason: string,
+  cause: unknown,
+): ResolveError {
+  return new ResolveError({
+    code: "ESERVFAIL",
+    op: "resolve",
+    host,
+    reason,
+    cause,
+  });
 }

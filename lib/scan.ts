@@ -6,12 +6,11 @@
  * @module
  */
 
-import { describe, type IpAddress, validateHost } from "./address.ts";
+import { describe } from "./_describe.ts";
+import { type IpAddress, validateHost } from "./address.ts";
+import { abortError, fromRuntimeError } from "./_error_mapping.ts";
 import {
-  abortError,
-  fromRuntimeError,
   InvalidArgumentError,
-  reasonOf,
   SocketError,
   type SocketErrorCode,
 } from "./errors.ts";
@@ -22,7 +21,7 @@ import {
   checkFunction,
   checkOptions,
   checkSignal,
-} from "./validate.ts";
+} from "./_validate.ts";
 
 /**
  * What a port said: `open` (a connect succeeded), `closed` (refused),
@@ -109,10 +108,11 @@ const MAX_DURATION = 2 ** 31 - 1;
  */
 export function parsePorts(text: string): number[] {
   if (typeof text !== "string" || text === "") {
-    throw new InvalidArgumentError(
-      `invalid ports ${describe(text)}: expected ports and ranges such as ` +
+    throw new InvalidArgumentError({
+      reason:
+        `invalid ports ${describe(text)}: expected ports and ranges such as ` +
         `"20-25,80"`,
-    );
+    });
   }
   const seen = new Set<number>();
   for (const part of text.split(",")) {
@@ -128,9 +128,9 @@ function parseRange(part: string, text: string): [number, number] {
   const low = match ? Number(match[1]) : NaN;
   const high = match?.[2] === undefined ? low : Number(match[2]);
   const fail = (why: string) =>
-    new InvalidArgumentError(
-      `invalid ports ${describe(text)}: ${describe(part)} ${why}`,
-    );
+    new InvalidArgumentError({
+      reason: `invalid ports ${describe(text)}: ${describe(part)} ${why}`,
+    });
   if (!match) throw fail("is not a port or a range LOW-HIGH");
   for (const port of [low, high]) {
     if (port < 1 || port > MAX_PORT) {
@@ -145,17 +145,19 @@ function parseRange(part: string, text: string): [number, number] {
 function checkPorts(value: unknown): number[] {
   if (typeof value === "string") return parsePorts(value);
   if (!Array.isArray(value) || value.length === 0) {
-    throw new InvalidArgumentError(
-      `invalid ports ${describe(value)}: expected a non-empty array of ` +
+    throw new InvalidArgumentError({
+      reason:
+        `invalid ports ${describe(value)}: expected a non-empty array of ` +
         `ports or a list such as "20-25,80"`,
-    );
+    });
   }
   for (const port of value) {
     if (!Number.isInteger(port) || port < 1 || port > MAX_PORT) {
-      throw new InvalidArgumentError(
-        `invalid port ${describe(port)} in ports: expected an integer in ` +
+      throw new InvalidArgumentError({
+        reason:
+          `invalid port ${describe(port)} in ports: expected an integer in ` +
           `1–${MAX_PORT}`,
-      );
+      });
     }
   }
   return [...new Set<number>(value)].sort((a, b) => a - b);
@@ -165,10 +167,11 @@ function checkTimeout(value: unknown): number {
   const timeout = checkDuration(value, "timeout") ?? DEFAULT_SCAN_TIMEOUT;
   // 0 would report every port as timed out before it could answer.
   if (timeout < 1) {
-    throw new InvalidArgumentError(
-      `invalid timeout ${describe(value)}: expected milliseconds, 1 to ` +
+    throw new InvalidArgumentError({
+      reason:
+        `invalid timeout ${describe(value)}: expected milliseconds, 1 to ` +
         `${MAX_DURATION}`,
-    );
+    });
   }
   return timeout;
 }
@@ -220,7 +223,7 @@ export async function scan(
     DEFAULT_SCAN_CONCURRENCY;
   const signal = checkSignal(options.signal);
   checkFunction(options.onResult, "onResult");
-  if (signal?.aborted) throw abortError(signal, `scan ${host}`, { host });
+  if (signal?.aborted) throw abortError(signal, { op: "scan", host });
   const addresses = await resolve(host, {
     family: options.family,
     nameServer: options.nameServer,
@@ -283,7 +286,7 @@ function runScan(plan: Plan): Promise<PortResult[]> {
   };
   const onAbort = () =>
     // deno-lint-ignore no-non-null-assertion -- only called on abort
-    fail(abortError(signal!, `scan ${plan.host}`, { host: plan.host }));
+    fail(abortError(signal!, { op: "scan", host: plan.host }));
   const report = () => {
     while (!failed && results[reported] !== undefined) {
       try {
@@ -391,8 +394,9 @@ async function probe(
           continue;
         }
         const failure = fromRuntimeError(error, {
-          action: "connect to",
-          host: address,
+          op: "connect",
+          host: plan.host,
+          address,
           port,
         });
         // Without the permission no port can be tried: stop at once.
@@ -403,7 +407,7 @@ async function probe(
           address,
           state: stateOf(failure),
           code: failure.code,
-          reason: reasonOf(failure),
+          reason: failure.reason,
         };
       }
     }
@@ -452,12 +456,13 @@ function isOutOfFiles(error: unknown): boolean {
 }
 
 function exhaustedError(plan: Plan, cause: unknown): SocketError {
-  return new SocketError(
-    "EIO",
-    `scan ${plan.host}: no file descriptor left for even one connect ` +
-      `(raise "ulimit -n")`,
-    { host: plan.host, cause },
-  );
+  return new SocketError({
+    code: "EIO",
+    op: "scan",
+    host: plan.host,
+    reason: `no file descriptor left for even one connect (raise "ulimit -n")`,
+    cause,
+  });
 }
 
 /** Milliseconds since `started`, to a hundredth. */

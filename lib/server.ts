@@ -6,28 +6,29 @@
  */
 
 import { AsyncLocalStorage } from "node:async_hooks";
+import { describe, hostPort } from "./_describe.ts";
 import {
-  describe,
   fromDenoAddr,
   ipFamily,
   type NetAddress,
   validateHost,
   validatePort,
 } from "./address.ts";
-import { Connection, type ConnectionOptions } from "./connection.ts";
 import {
-  fromRuntimeError,
-  InvalidArgumentError,
-  SocketError,
-  TimeoutError,
-} from "./errors.ts";
+  Connection,
+  type ConnectionOptions,
+  type ConnectionSettings,
+  connectionSettings,
+} from "./connection.ts";
+import { fromRuntimeError } from "./_error_mapping.ts";
+import { InvalidArgumentError, SocketError, TimeoutError } from "./errors.ts";
 import {
   checkCount,
   checkDuration,
   checkFunction,
   checkOptions,
   checkSignal,
-} from "./validate.ts";
+} from "./_validate.ts";
 
 /** What a handler and the hooks learn of a connection. */
 export interface ConnectionInfo {
@@ -173,6 +174,25 @@ export interface ServerStats {
   active: number;
 }
 
+/**
+ * {@linkcode ServeOptions}, checked once by {@linkcode serve}: what the
+ * server reads per connection, never checked again.
+ */
+interface ServerSettings {
+  backlog: number;
+  concurrency: number;
+  handlerTimeout: number | undefined;
+  shutdownTimeout: number | undefined;
+  waitingOnShutdown: "serve" | "refuse";
+  /** Encoded once; `undefined` when there is none to send. */
+  refusalMessage: Uint8Array | undefined;
+  onAccept: ((info: ConnectionInfo) => void) | undefined;
+  onConnection: ((info: ConnectionInfo) => void) | undefined;
+  onRefused: ((info: ConnectionInfo) => void) | undefined;
+  onError: ((error: unknown, info: ConnectionInfo) => void) | undefined;
+  connection: ConnectionSettings;
+}
+
 interface Entry {
   conn: Connection;
   info: ConnectionInfo;
@@ -190,6 +210,13 @@ const FALLBACK_KERNEL_BACKLOG = 4096;
 const SOMAXCONN = "/proc/sys/net/core/somaxconn";
 const MAX_ACCEPT_BACKOFF = 1000;
 const MAX_PENDING_REFUSALS = 1024;
+
+/** Makes a server: {@linkcode serve}'s way past the private constructor. */
+let makeServer: (
+  listener: Deno.TcpListener,
+  handler: Handler,
+  settings: ServerSettings,
+) => Server;
 
 /** Which entry's handler is running, to know who calls `shutdown()`. */
 const handlerContext = new AsyncLocalStorage<Entry>();
@@ -215,7 +242,7 @@ export class Server implements AsyncDisposable {
   readonly finished: Promise<void>;
   readonly #listener: Deno.TcpListener;
   readonly #handler: Handler;
-  readonly #options: ServeOptions;
+  readonly #options: ServerSettings;
   readonly #backlog: number;
   readonly #concurrency: number;
   readonly #waiting: Entry[] = [];
@@ -237,18 +264,22 @@ export class Server implements AsyncDisposable {
     | { timer: ReturnType<typeof setTimeout>; wake: () => void }
     | undefined;
 
-  /** Use {@linkcode serve}. */
-  constructor(
+  static {
+    makeServer = (listener, handler, settings) =>
+      new Server(listener, handler, settings);
+  }
+
+  /** Use {@linkcode serve}: only it makes servers. */
+  private constructor(
     listener: Deno.TcpListener,
     handler: Handler,
-    options: ServeOptions,
-    limits: { backlog: number; concurrency: number },
+    settings: ServerSettings,
   ) {
     this.#listener = listener;
     this.#handler = handler;
-    this.#options = options;
-    this.#backlog = limits.backlog;
-    this.#concurrency = limits.concurrency;
+    this.#options = settings;
+    this.#backlog = settings.backlog;
+    this.#concurrency = settings.concurrency;
     this.addr = fromDenoAddr(listener.addr);
     this.finished = this.#stopped.promise;
     this.#loop = this.#acceptLoop();
@@ -364,7 +395,7 @@ export class Server implements AsyncDisposable {
   }
 
   #entry(conn: Deno.TcpConn): Entry {
-    const connection = new Connection(conn, this.#options);
+    const connection = new Connection(conn, this.#options.connection);
     const controller = new AbortController();
     const info = {
       id: this.#nextId++,
@@ -447,9 +478,12 @@ export class Server implements AsyncDisposable {
 
   #lateError(conn: Connection, reason: string): TimeoutError {
     const { address, port } = conn.remoteAddr;
-    return new TimeoutError(`handler for ${address} port ${port}: ${reason}`, {
+    return new TimeoutError({
+      op: "handle",
       host: address,
+      address,
       port,
+      reason,
     });
   }
 
@@ -469,9 +503,8 @@ export class Server implements AsyncDisposable {
       return;
     }
     const text = error instanceof Error ? error.message : String(error);
-    console.error(
-      `handler failed for ${info.remoteAddr.address} port ${info.remoteAddr.port}: ${text}`,
-    );
+    const { address, port } = info.remoteAddr;
+    console.error(`handler failed for ${hostPort(address, port)}: ${text}`);
   }
 
   #refuse(entry: Entry): void {
@@ -489,7 +522,7 @@ export class Server implements AsyncDisposable {
     const { onRefused } = this.#options;
     if (onRefused) this.#callHook(onRefused, info);
     const message = this.#options.refusalMessage;
-    if (message === undefined || message.length === 0) {
+    if (message === undefined) {
       conn.close();
       return;
     }
@@ -615,32 +648,19 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   const port = options.port === undefined
     ? 0
     : validatePort(options.port, { allowZero: true });
-  const backlog = checkCount(options.backlog, "backlog", 0) ?? DEFAULT_BACKLOG;
-  const concurrency = checkCount(options.concurrency, "concurrency", 1) ?? 1;
+  const settings = serverSettings(options);
   const kernelBacklog = checkCount(options.kernelBacklog, "kernelBacklog", 1) ??
-    Math.max(backlog, systemKernelBacklog());
-  checkDuration(options.handlerTimeout, "handlerTimeout");
-  checkDuration(options.shutdownTimeout, "shutdownTimeout");
-  checkDuration(options.idleTimeout, "idleTimeout");
+    Math.max(settings.backlog, systemKernelBacklog());
   const signal = checkSignal(options.signal);
   checkFunction(options.onListen, "onListen");
-  checkFunction(options.onAccept, "onAccept");
-  checkFunction(options.onConnection, "onConnection");
-  checkFunction(options.onRefused, "onRefused");
-  checkFunction(options.onError, "onError");
-  checkWaitingOnShutdown(options.waitingOnShutdown);
-  checkRefusalMessage(options.refusalMessage);
 
   let listener: Deno.TcpListener;
   try {
     listener = Deno.listen({ hostname, port, tcpBacklog: kernelBacklog });
   } catch (error) {
-    throw fromRuntimeError(error, { action: "bind to", host: hostname, port });
+    throw fromRuntimeError(error, { op: "bind", host: hostname, port });
   }
-  const server = new Server(listener, handler, options, {
-    backlog,
-    concurrency,
-  });
+  const server = makeServer(listener, handler, settings);
   if (signal) {
     const stop = () => server.shutdown();
     if (signal.aborted) stop();
@@ -655,6 +675,28 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     throw error;
   }
   return server;
+}
+
+/** Checks what the server reads per connection, once. */
+function serverSettings(options: ServeOptions): ServerSettings {
+  const callback = <T>(value: T, name: string): T => {
+    checkFunction(value, name);
+    return value;
+  };
+  const message = checkRefusalMessage(options.refusalMessage);
+  return {
+    backlog: checkCount(options.backlog, "backlog", 0) ?? DEFAULT_BACKLOG,
+    concurrency: checkCount(options.concurrency, "concurrency", 1) ?? 1,
+    handlerTimeout: checkDuration(options.handlerTimeout, "handlerTimeout"),
+    shutdownTimeout: checkDuration(options.shutdownTimeout, "shutdownTimeout"),
+    waitingOnShutdown: checkWaitingOnShutdown(options.waitingOnShutdown),
+    refusalMessage: message?.length ? message : undefined,
+    onAccept: callback(options.onAccept, "onAccept"),
+    onConnection: callback(options.onConnection, "onConnection"),
+    onRefused: callback(options.onRefused, "onRefused"),
+    onError: callback(options.onError, "onError"),
+    connection: connectionSettings(options),
+  };
 }
 
 let systemBacklog: number | undefined;
@@ -713,34 +755,37 @@ function bindAddress(hostname: unknown): string {
   const host = validateHost(hostname);
   if (host.toLowerCase() === "localhost") return "127.0.0.1";
   if (ipFamily(host) === undefined) {
-    throw new InvalidArgumentError(
-      `invalid hostname ${
+    throw new InvalidArgumentError({
+      reason: `invalid hostname ${
         describe(hostname)
       }: expected an IP address to bind ("" for every IPv4 interface)`,
-    );
+    });
   }
   return host;
 }
 
-function checkWaitingOnShutdown(value: unknown): void {
-  if (value !== undefined && value !== "serve" && value !== "refuse") {
-    throw new InvalidArgumentError(
-      `invalid waitingOnShutdown ${
+function checkWaitingOnShutdown(value: unknown): "serve" | "refuse" {
+  if (value === undefined) return "serve";
+  if (value !== "serve" && value !== "refuse") {
+    throw new InvalidArgumentError({
+      reason: `invalid waitingOnShutdown ${
         describe(value)
       }: expected "serve" or "refuse"`,
-    );
+    });
   }
+  return value;
 }
 
-function checkRefusalMessage(value: unknown): void {
-  if (
-    value !== undefined && typeof value !== "string" &&
-    !(value instanceof Uint8Array)
-  ) {
-    throw new InvalidArgumentError(
-      `invalid refusalMessage ${
-        describe(value)
-      }: expected a string or a Uint8Array`,
-    );
-  }
+const encoder = new TextEncoder();
+
+/** Checks the refusal message and encodes it once. */
+function checkRefusalMessage(value: unknown): Uint8Array | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === "string") return encoder.encode(value);
+  if (value instanceof Uint8Array) return value;
+  throw new InvalidArgumentError({
+    reason: `invalid refusalMessage ${
+      describe(value)
+    }: expected a string or a Uint8Array`,
+  });
 }

@@ -1,11 +1,11 @@
 /**
- * Unit tests of lib/address.ts: ports, hosts, IP families and the ways an
- * address is printed.
+ * Unit tests of lib/address.ts (ports, hosts, IP families and the ways an
+ * address is printed) and lib/_describe.ts (values and peers in messages).
  */
 
 import assert from "node:assert/strict";
+import { describe, hostPort } from "../lib/_describe.ts";
 import {
-  describe,
   formatAddress,
   fromDenoAddr,
   ipFamily,
@@ -324,4 +324,10 @@ Deno.test("describe(): a value that cannot be made a string gives its type", () 
     },
   };
   assert.equal(describe(hostile), "object");
+});
+
+Deno.test("hostPort(): a peer as every message names it", () => {
+  assert.equal(hostPort("127.0.0.1", 80), "127.0.0.1 port 80");
+  assert.equal(hostPort("::1", 0), "::1 port 0");
+  assert.equal(hostPort("name.test"), "name.test");
 });

@@ -457,8 +457,10 @@ boundedTest(
     );
     assert.match(
       error.message,
-      /^recvAll from 127\.0\.0\.1 port \d+: more than 1000 bytes$/,
+      /^recv from 127\.0\.0\.1 port \d+: more than 1000 bytes$/,
     );
+    assert.equal(error.op, "recv");
+    assert.equal(error.reason, "more than 1000 bytes");
     assert.equal(error.host, "127.0.0.1");
     assert.equal(error.port, p.conn.remoteAddr.port);
     assert.equal(p.conn.closed, true);
@@ -579,19 +581,22 @@ boundedTest(
     p.conn.close();
     p.conn.close(); // Closing again does nothing.
     assert.equal(p.conn.closed, true);
-    const cases: [string, () => Promise<unknown>][] = [
-      ["send to", () => p.conn.send("x")],
-      ["send to", () => p.conn.sendAll("x")],
-      ["recv from", () => p.conn.recv()],
-      ["recv from", () => p.conn.recvAll()],
-      ["closeWrite to", () => p.conn.closeWrite()],
+    const cases: [string, string, () => Promise<unknown>][] = [
+      ["send", "send to", () => p.conn.send("x")],
+      ["send", "send to", () => p.conn.sendAll("x")],
+      ["recv", "recv from", () => p.conn.recv()],
+      ["recv", "recv from", () => p.conn.recvAll()],
+      ["shutdown", "closeWrite to", () => p.conn.closeWrite()],
     ];
-    for (const [action, op] of cases) {
+    for (const [opName, action, op] of cases) {
       const error = await rejectsWith(op(), SocketClosedError, "EBADF");
       assert.equal(
         error.message,
         `${action} 127.0.0.1 port ${p.conn.remoteAddr.port}: the connection is closed`,
       );
+      assert.equal(error.op, opName);
+      assert.equal(error.address, "127.0.0.1");
+      assert.equal(error.reason, "the connection is closed");
       assert.equal(error.host, "127.0.0.1");
       assert.equal(error.port, p.conn.remoteAddr.port);
     }

@@ -36,23 +36,7 @@ import { within } from "./fixtures/deadline.ts";
 /** One exchange on loopback: ms idle; 10 s is room for a loaded machine. */
 const NET_MS = 10_000;
 import { dnsmasqMissing, startDnsmasq } from "./fixtures/dnsmasq.ts";
-
-const RECORDS = {
-  "example.test": {
-    A: ["192.0.2.1", "192.0.2.2"],
-    AAAA: ["2001:db8::1", "::ffff:192.0.2.3"],
-  },
-  "v4only.test": { A: ["192.0.2.4"] },
-  "big.test": { A: ["192.0.2.5"] },
-};
-
-const FAULTS = {
-  "nx.test": "nxdomain",
-  "servfail.test": "servfail",
-  "refused.test": "refused",
-  "silent.test": "silent",
-  "big.test": "truncate",
-} as const;
+import { FAULTS, RECORDS } from "./fixtures/dns_records.ts";
 
 function nameServer(server: { hostname: string; port: number }) {
   return { nameServer: { ipAddr: server.hostname, port: server.port } };

@@ -1,7 +1,7 @@
 /**
- * Tests of lib/dns.ts against the loopback DNS server fixture, a hand-rolled
- * misbehaving server (junk, spoofed and split answers, silent TCP), and the
- * parser on hand-built messages.
+ * Tests of lib/_dns_client.ts against the loopback DNS server fixture and a
+ * hand-rolled misbehaving server (junk, spoofed and split answers, silent
+ * TCP). The wire codec alone, without sockets, is in dns_wire_test.ts.
  *
  * Deno's sanitizers do not see `node:dgram` sockets, so one test runs
  * queries in a subprocess and checks that it exits on its own: a socket or
@@ -13,25 +13,17 @@
 import assert from "node:assert/strict";
 import { within } from "./fixtures/deadline.ts";
 import dgram from "node:dgram";
-import { formatIpv6, nameKey, parseResponse, queryDns } from "../lib/dns.ts";
+import { queryDns } from "../lib/_dns_client.ts";
 import { startDnsServer } from "./fixtures/dns_server.ts";
-
-const RECORDS = {
-  "name.test": {
-    A: ["192.0.2.1", "192.0.2.2"],
-    AAAA: ["::1", "2001:db8:0:0:0:0:0:5"],
-  },
-  "v4only.test": { A: ["192.0.2.4"] },
-  "big.test": { A: ["192.0.2.5"] },
-};
-
-const FAULTS = {
-  "nx.test": "nxdomain",
-  "servfail.test": "servfail",
-  "refused.test": "refused",
-  "silent.test": "silent",
-  "big.test": "truncate",
-} as const;
+import { FAULTS, RECORDS } from "./fixtures/dns_records.ts";
+import {
+  encodeName,
+  header,
+  questionEnd,
+  record,
+  respondTo,
+  u16,
+} from "./fixtures/dns_messages.ts";
 
 type Server = { ipAddr: string; port: number };
 
@@ -51,80 +43,6 @@ function abortAfter(ms: number, reason: unknown) {
 
 function timeoutError(): DOMException {
   return new DOMException("the query timed out", "TimeoutError");
-}
-
-// ---------------------------------------------------------------------------
-// Building messages by hand.
-
-const encoder = new TextEncoder();
-
-function encodeName(name: string): number[] {
-  const out: number[] = [];
-  for (const label of name.split(".")) {
-    const bytes = encoder.encode(label);
-    out.push(bytes.length, ...bytes);
-  }
-  out.push(0);
-  return out;
-}
-
-function u16(value: number): number[] {
-  return [value >> 8, value & 0xff];
-}
-
-/** A resource record: owner (bytes, possibly a pointer), type, IN, TTL 60. */
-function record(owner: number[], type: number, rdata: number[]): number[] {
-  return [
-    ...owner,
-    ...u16(type),
-    ...u16(1),
-    0,
-    0,
-    0,
-    60,
-    ...u16(rdata.length),
-    ...rdata,
-  ];
-}
-
-function header(
-  id: number,
-  flags: number,
-  counts: { qd?: number; an?: number } = {},
-): number[] {
-  return [
-    ...u16(id),
-    ...u16(flags),
-    ...u16(counts.qd ?? 1),
-    ...u16(counts.an ?? 0),
-    0,
-    0,
-    0,
-    0,
-  ];
-}
-
-/** The end of the question section of a query (no compression in queries). */
-function questionEnd(query: Uint8Array): number {
-  let offset = 12;
-  while (query[offset] !== 0) offset += 1 + query[offset];
-  return offset + 5;
-}
-
-/** A response to `query`, echoing its id and question. */
-function respondTo(
-  query: Uint8Array,
-  options: { rcode?: number; tc?: boolean; answers?: number[][]; id?: number } =
-    {},
-): Uint8Array {
-  const id = options.id ?? ((query[0] << 8) | query[1]);
-  const flags = 0x8180 | (options.tc ? 0x0200 : 0) | (options.rcode ?? 0);
-  const answers = options.answers ?? [];
-  return new Uint8Array([
-    ...header(id, flags, { an: answers.length }),
-    ...query.subarray(12, questionEnd(query)),
-    ...answers.flat(),
-  ]);
 }
 
 // ---------------------------------------------------------------------------
@@ -649,7 +567,7 @@ Deno.test("queryDns(): releases sockets and timers (subprocess exits)", async ()
   await using dns = await startDnsServer({ records: RECORDS, faults: FAULTS });
   const code = `
     const { queryDns } = await import(${
-    JSON.stringify(import.meta.resolve("../lib/dns.ts"))
+    JSON.stringify(import.meta.resolve("../lib/_dns_client.ts"))
   });
     const server = { ipAddr: "127.0.0.1", port: ${dns.port} };
     const results = [];
@@ -694,159 +612,4 @@ Deno.test("queryDns(): releases sockets and timers (subprocess exits)", async ()
   } finally {
     clearTimeout(timer);
   }
-});
-
-// ---------------------------------------------------------------------------
-// The parser on hand-built messages.
-
-const QUESTION = { id: 0x1234, name: "www.example.test", type: 1 };
-
-/** A response to QUESTION, built from its answer records. */
-function message(answers: number[][], flags = 0x8180, id = QUESTION.id) {
-  return new Uint8Array([
-    ...header(id, flags, { an: answers.length }),
-    ...encodeName("www.example.test"), // at 12; "example.test" at 16
-    ...u16(1),
-    ...u16(1),
-    ...answers.flat(),
-  ]);
-}
-
-/** www.example.test CNAME cdn.example.test; the chain's A among others. */
-const COMPRESSED = message([
-  // At 34: owner -> 12; rdata "cdn" + pointer to "example.test" at 16.
-  record(u16(0xc00c), 5, [3, ...encoder.encode("cdn"), 0xc0, 16]),
-  // Owner: a pointer to the CNAME's rdata (34 + 12 = 46).
-  record(u16(0xc000 | 46), 1, [192, 0, 2, 7]),
-  record(encodeName("other.test"), 1, [192, 0, 2, 66]),
-  record(u16(0xc000 | 46), 28, Array(16).fill(1)),
-  record(u16(0xc00c), 1, [192, 0, 2, 8]),
-]);
-
-Deno.test("queryDns(): parseResponse follows pointers and CNAMEs", () => {
-  assert.deepEqual(parseResponse(COMPRESSED, QUESTION), {
-    rcode: 0,
-    truncated: false,
-    addresses: ["192.0.2.7", "192.0.2.8"],
-  });
-  // Names compare case-insensitively.
-  const upper = COMPRESSED.slice();
-  upper[13] = "W".charCodeAt(0);
-  assert.deepEqual(parseResponse(upper, QUESTION)?.addresses, [
-    "192.0.2.7",
-    "192.0.2.8",
-  ]);
-  // A CNAME loop ends; the A of a name outside the chain does not count.
-  const loop = message([
-    record(u16(0xc00c), 5, encodeName("a.test")),
-    record(encodeName("a.test"), 5, u16(0xc00c)),
-    record(encodeName("b.test"), 1, [192, 0, 2, 1]),
-    record(encodeName("a.test"), 1, [192, 0, 2, 2]),
-  ]);
-  assert.deepEqual(parseResponse(loop, QUESTION)?.addresses, ["192.0.2.2"]);
-  // TC: the answer section is not even read.
-  assert.deepEqual(parseResponse(message([], 0x8380), QUESTION), {
-    rcode: 0,
-    truncated: true,
-    addresses: [],
-  });
-});
-
-Deno.test("queryDns(): parseResponse ignores malformed messages", async (t) => {
-  const cases: [string, Uint8Array, typeof QUESTION?][] = [
-    ["another id", message([], 0x8180, 0x4321)],
-    ["not a response", message([], 0x0100)],
-    ["another opcode", message([], 0x8980)],
-    ["another name", COMPRESSED, { ...QUESTION, name: "example.test" }],
-    ["another type", COMPRESSED, { ...QUESTION, type: 28 }],
-    ["no question", new Uint8Array(header(QUESTION.id, 0x8180, { qd: 0 }))],
-    ["pointer loop", message([record(u16(0xc000 | 34), 1, [1, 2, 3, 4])])],
-    ["pointer past the end", message([record(u16(0xffff), 1, [1, 2, 3, 4])])],
-    ["reserved label type", message([record([0x40, 0], 1, [1, 2, 3, 4])])],
-    ["A of 3 bytes", message([record(u16(0xc00c), 1, [1, 2, 3])])],
-    ["AAAA of 4 bytes", message([record(u16(0xc00c), 28, [1, 2, 3, 4])]), {
-      ...QUESTION,
-      type: 28,
-    }],
-    ["CNAME overrunning rdata", message([record(u16(0xc00c), 5, [3, 97, 0])])],
-    [
-      "name over 255 bytes",
-      message([
-        record([...Array(5).fill([63, ...Array(63).fill(97)]).flat(), 0], 1, [
-          1,
-          2,
-          3,
-          4,
-        ]),
-      ]),
-    ],
-  ];
-  for (const [what, bytes, question] of cases) {
-    await t.step(what, () => {
-      assert.equal(parseResponse(bytes, question ?? QUESTION), undefined);
-    });
-  }
-  await t.step("every truncation of a valid message", () => {
-    for (let length = 0; length < COMPRESSED.length; length++) {
-      assert.equal(
-        parseResponse(COMPRESSED.subarray(0, length), QUESTION),
-        undefined,
-        `length ${length}`,
-      );
-    }
-  });
-  await t.step("random corruption never throws", () => {
-    for (let i = 0; i < 5000; i++) {
-      const bytes = COMPRESSED.slice();
-      for (let j = 0; j < 1 + (i % 4); j++) {
-        bytes[Math.floor(Math.random() * bytes.length)] = Math.floor(
-          Math.random() * 256,
-        );
-      }
-      const result = parseResponse(bytes, QUESTION);
-      assert.ok(result === undefined || Array.isArray(result.addresses));
-    }
-  });
-});
-
-Deno.test("queryDns(): IPv6 addresses in RFC 5952 form", () => {
-  const bytesOf = (groups: number[]) =>
-    new Uint8Array(groups.flatMap((g) => u16(g)));
-  const cases: [number[], string][] = [
-    [[0, 0, 0, 0, 0, 0, 0, 1], "::1"],
-    [[0, 0, 0, 0, 0, 0, 0, 0], "::"],
-    [[0x2001, 0xdb8, 0, 0, 0, 0, 0, 5], "2001:db8::5"],
-    [[1, 0, 0, 0, 0, 0, 0, 0], "1::"],
-    [[0x2001, 0xdb8, 0, 1, 1, 1, 1, 1], "2001:db8:0:1:1:1:1:1"],
-    [[1, 0, 0, 2, 0, 0, 0, 3], "1:0:0:2::3"],
-    [[1, 0, 0, 2, 3, 0, 0, 4], "1::2:3:0:0:4"],
-    [[0xABCD, 0xEF, 0, 0, 0, 0, 0, 0], "abcd:ef::"],
-    [[0, 0, 0, 0, 0, 0xffff, 0xc000, 0x0203], "::ffff:192.0.2.3"],
-  ];
-  for (const [groups, text] of cases) {
-    assert.equal(formatIpv6(bytesOf(groups)), text);
-  }
-  // Agrees with the URL parser's compression on random zero-heavy addresses.
-  for (let i = 0; i < 2000; i++) {
-    const groups = Array.from(
-      { length: 8 },
-      () => Math.random() < 0.5 ? 0 : Math.floor(Math.random() * 0x10000),
-    );
-    if (groups.slice(0, 6).join() === "0,0,0,0,0,65535") continue;
-    const full = groups.map((g) => g.toString(16)).join(":");
-    const expected = new URL(`http://[${full}]/`).hostname.slice(1, -1);
-    assert.equal(formatIpv6(bytesOf(groups)), expected, full);
-  }
-});
-
-Deno.test("queryDns(): nameKey escapes dots inside labels", () => {
-  assert.equal(
-    nameKey([encoder.encode("A.b"), encoder.encode("C")]),
-    "a\\.b.c",
-  );
-  assert.equal(
-    nameKey([encoder.encode("a"), encoder.encode("b.c")]),
-    "a.b\\.c",
-  );
-  assert.equal(nameKey([]), "");
 });

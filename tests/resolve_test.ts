@@ -9,6 +9,7 @@ import {
   InvalidArgumentError,
   PermissionDeniedError,
   ResolveError,
+  TimeoutError,
 } from "../lib/errors.ts";
 import { gethostbyname, resolve } from "../lib/resolve.ts";
 import dgram from "node:dgram";
@@ -533,7 +534,7 @@ Deno.test("resolve(): DNS failures", async (t) => {
     const error = await within(
       rejectsWith(
         resolve("silent.test", { ...options, timeout: 100 }),
-        ResolveError,
+        TimeoutError,
         "ETIMEDOUT",
       ),
       10_000,
@@ -541,6 +542,7 @@ Deno.test("resolve(): DNS failures", async (t) => {
     );
     assert.ok(performance.now() - started < 2000);
     assert.equal(error.host, "silent.test");
+    assert.equal(error.op, "resolve");
     assert.match(
       error.message,
       /silent\.test \(no answer from DNS in 100 ms\)/,

@@ -19,6 +19,7 @@ import {
   type ServerStats,
 } from "../lib/server.ts";
 import { gate, rawConnect, readBytes, readText } from "./fixtures/net.ts";
+import { missing } from "./fixtures/process.ts";
 import { within } from "./fixtures/deadline.ts";
 
 const GREETING = "Thank you for connecting";
@@ -697,7 +698,9 @@ Deno.test("serve(): the stats invariant holds through a mixed run", async () => 
     onError: () => {},
   }, async (conn, info) => {
     if (info.id === 1) await busy.opened;
-    if (info.id === 2) throw new SocketError("EIO", "failing on purpose");
+    if (info.id === 2) {
+      throw new SocketError({ code: "EIO", reason: "failing on purpose" });
+    }
     await conn.sendAll("ok");
   });
   const snap = () => snapshots.push(server.stats);
@@ -788,11 +791,12 @@ Deno.test("serve(): a host name other than localhost is EINVAL, not the runtime'
 
 const ssMissing = Deno.build.os !== "linux"
   ? "the listen queue is read with Linux's ss"
-  : (await new Deno.Command("sh", { args: ["-c", "command -v ss"] }).output())
-      .success
-  ? undefined
-  : "ss is not installed";
-if (ssMissing) console.log(`skipping the kernel queue test: ${ssMissing}`);
+  : missing("ss", "the kernel queue test")
+  ? "ss is not installed"
+  : undefined;
+if (Deno.build.os !== "linux") {
+  console.log(`skipping the kernel queue test: ${ssMissing}`);
+}
 
 /** The kernel's accept queue of the socket listening on `port`, from ss. */
 async function listenQueue(port: number): Promise<number> {

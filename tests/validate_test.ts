@@ -1,5 +1,6 @@
 /**
- * Unit tests of lib/validate.ts: the option checks and deadlineSignal.
+ * Unit tests of lib/_validate.ts (the option checks) and lib/_deadline.ts
+ * (deadlineSignal).
  */
 
 import assert from "node:assert/strict";
@@ -10,8 +11,8 @@ import {
   checkFunction,
   checkOptions,
   checkSignal,
-  deadlineSignal,
-} from "../lib/validate.ts";
+} from "../lib/_validate.ts";
+import { deadlineSignal } from "../lib/_deadline.ts";
 
 function throwsInvalid(fn: () => unknown, message: string): void {
   assert.throws(fn, (error: unknown) => {

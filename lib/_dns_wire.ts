@@ -1,46 +1,11 @@
 /**
- * A minimal stub resolver (RFC 1035) for A and AAAA queries to one named
- * server.
- *
- * It exists because `Deno.resolveDns` reports NXDOMAIN, SERVFAIL and REFUSED
- * all as the same `Deno.errors.NotFound`, and callers must tell "no such
- * name" (`ENOTFOUND`) from "the server failed" (`ESERVFAIL`). So when a
- * server is named, we speak DNS ourselves and hand back the response code.
- *
- * Internal: `mod.ts` does not re-export this file.
+ * The DNS wire format (RFC 1035) for A and AAAA queries: building a query
+ * and parsing its response. Pure functions on bytes, with no sockets, so
+ * that every path through them is tested without a network
+ * (tests/dns_wire_test.ts). Internal: `mod.ts` does not re-export this file.
  *
  * @module
  */
-
-import dgram from "node:dgram";
-import { formatAddress } from "./address.ts";
-
-/** The answer to one query. */
-export interface DnsAnswer {
-  /** The response code: 0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, 5 REFUSED, … */
-  rcode: number;
-  /** The addresses of the asked type, in answer order (CNAME chains followed within the answer). */
-  addresses: string[];
-}
-
-/** Options of {@linkcode queryDns}. */
-export interface QueryDnsOptions {
-  /** The server to ask; only this one, so its answer is the one reported. */
-  server: { ipAddr: string; port: number };
-  /**
-   * Ends the query; the promise then rejects with `signal.reason`. Without
-   * it, a silent server is waited for forever, so callers make timeouts with
-   * it (`AbortSignal.timeout(ms)`).
-   */
-  signal?: AbortSignal;
-  /**
-   * Milliseconds between UDP retransmissions, since a lost datagram is never
-   * reported.
-   *
-   * @default {1000}
-   */
-  retransmit?: number;
-}
 
 /** What {@linkcode parseResponse} checks a response against. */
 export interface DnsQuestion {
@@ -76,86 +41,35 @@ const FLAG_TC = 0x0200;
 const FLAG_RD = 0x0100;
 
 /**
- * Asks `server` for the A or AAAA records of `name` over UDP, and again over
- * TCP when the answer is truncated (TC bit).
+ * A query for the A or AAAA records of `name`, with the question its
+ * response must match.
  *
- * Resolves with whatever the server answered, negative answers included, so
- * that the caller can tell NXDOMAIN (3) from SERVFAIL (2) and REFUSED (5),
- * which `Deno.resolveDns` cannot. Responses from another address, or whose id
- * or question does not match, or that are malformed, are ignored as spoofed
- * or stray, and the query keeps waiting; over TCP, where nothing can be
- * spoofed, a malformed answer with the query's id rejects at once
- * (`Deno.errors.InvalidData`). Rejects with the signal's reason
- * when `signal` aborts; retransmits the UDP query every `retransmit` ms until
- * then. Any other failure (a TCP connection refused or reset, a bad name)
- * rejects with the runtime's error as is, for the caller to map. Sockets,
- * connections and timers are all released before the promise settles.
- *
- * @example Tell "no such name" from "the server failed"
+ * @example
  * ```ts
- * import { queryDns } from "./dns.ts";
+ * import { buildQuery } from "./_dns_wire.ts";
  *
- * async function lookup(name: string): Promise<string[]> {
- *   const { rcode, addresses } = await queryDns(name, "A", {
- *     server: { ipAddr: "127.0.0.1", port: 53 },
- *     signal: AbortSignal.timeout(5000),
- *   });
- *   if (rcode === 3) throw new Error(`${name}: no such name`);
- *   if (rcode !== 0) throw new Error(`${name}: server failure ${rcode}`);
- *   return addresses;
- * }
+ * const { query, question } = buildQuery(0x1234, "Example.TEST.", "A");
+ * console.log(query.length, question.name); // 30 "example.test"
  * ```
  *
- * @param name The name to look up; a trailing dot is allowed.
+ * @param id The query id.
+ * @param name The name; a trailing dot is allowed.
  * @param type The record type.
- * @param options The server, an abort signal and the retransmit interval.
- * @returns The response code and the addresses.
+ * @returns The message and its question.
  * @throws {TypeError} when `name` cannot be encoded as a DNS name.
- * @throws {RangeError} when `retransmit` is not a positive number.
  */
-export async function queryDns(
+export function buildQuery(
+  id: number,
   name: string,
   type: "A" | "AAAA",
-  options: QueryDnsOptions,
-): Promise<DnsAnswer> {
-  const { server, signal, retransmit = 1000 } = options;
-  signal?.throwIfAborted();
-  if (!(retransmit > 0 && Number.isFinite(retransmit))) {
-    throw new RangeError(
-      `retransmit must be a positive number of ms, got ${retransmit}`,
-    );
-  }
+): { query: Uint8Array; question: DnsQuestion } {
   const labels = encodeName(name);
   const question: DnsQuestion = {
-    id: crypto.getRandomValues(new Uint16Array(1))[0],
+    id,
     name: nameKey(labels),
     type: type === "A" ? TYPE_A : TYPE_AAAA,
   };
-  const query = encodeQuery(question.id, labels, question.type);
-  await requireNet(server);
-  let response = await exchangeUdp(query, question, server, signal, retransmit);
-  if (response.truncated) {
-    response = await exchangeTcp(query, question, server, signal);
-  }
-  return { rcode: response.rcode, addresses: response.addresses };
-}
-
-/**
- * Asks for the network permission as `Deno.connect` would: node:dgram,
- * denied it, throws from a callback where no caller can catch it.
- */
-async function requireNet(server: { ipAddr: string; port: number }) {
-  // A bad port is node:dgram's to report, with its own error code.
-  if (
-    !Number.isInteger(server.port) || server.port < 0 || server.port > 65535
-  ) {
-    return;
-  }
-  const host = formatAddress({ address: server.ipAddr, port: server.port });
-  const { state } = await Deno.permissions.request({ name: "net", host });
-  if (state !== "granted") {
-    throw new Deno.errors.NotCapable(`Requires net access to "${host}"`);
-  }
+  return { query: encodeQuery(id, labels, question.type), question };
 }
 
 /**
@@ -163,11 +77,9 @@ async function requireNet(server: { ipAddr: string; port: number }) {
  * (another id, another question, not a response) or is malformed, because
  * either way the right thing is to ignore it and keep waiting.
  *
- * Internal, exported for tests.
- *
  * @example
  * ```ts
- * import { parseResponse } from "./dns.ts";
+ * import { parseResponse } from "./_dns_wire.ts";
  *
  * const junk = new Uint8Array([0, 1, 2]);
  * console.log(parseResponse(junk, { id: 1, name: "a.test", type: 1 }));
@@ -216,11 +128,9 @@ export function parseResponse(
  * compares) and joined with dots, a dot or backslash inside a label escaped
  * so that no two names share a key.
  *
- * Internal, exported for tests.
- *
  * @example
  * ```ts
- * import { nameKey } from "./dns.ts";
+ * import { nameKey } from "./_dns_wire.ts";
  *
  * const label = (s: string) => new TextEncoder().encode(s);
  * console.log(nameKey([label("Example"), label("TEST")])); // "example.test"
@@ -246,11 +156,9 @@ export function nameKey(labels: Uint8Array[]): string {
  * more zero groups (the first, on a tie) as `::`, and an IPv4-mapped address
  * with its dotted quad, as `Deno.resolveDns` and `getaddrinfo` print it.
  *
- * Internal, exported for tests.
- *
  * @example
  * ```ts
- * import { formatIpv6 } from "./dns.ts";
+ * import { formatIpv6 } from "./_dns_wire.ts";
  *
  * const bytes = new Uint8Array(16);
  * bytes[15] = 1;
@@ -440,175 +348,4 @@ function addressesOf(
     );
   }
   return addresses;
-}
-
-/**
- * Sends the query over UDP, resending every `retransmit` ms, until a
- * matching response from the server arrives or `signal` aborts; settles only
- * once the socket has closed and every send has completed.
- */
-function exchangeUdp(
-  query: Uint8Array,
-  question: DnsQuestion,
-  server: { ipAddr: string; port: number },
-  signal: AbortSignal | undefined,
-  retransmit: number,
-): Promise<ParsedResponse> {
-  return new Promise((resolve, reject) => {
-    const socket = dgram.createSocket(
-      server.ipAddr.includes(":") ? "udp6" : "udp4",
-    );
-    const serverAddress = canonicalAddress(server.ipAddr);
-    let timer: ReturnType<typeof setInterval> | undefined;
-    let settled = false;
-
-    const settle = (outcome: () => void) => {
-      if (settled) return;
-      settled = true;
-      clearInterval(timer);
-      signal?.removeEventListener("abort", onAbort);
-      socket.removeListener("message", onMessage);
-      // Closing cancels a send not yet made, whose callback then never
-      // runs: wait for the close alone.
-      socket.close(() => outcome());
-    };
-    const onAbort = () => settle(() => reject(signal?.reason));
-    const onMessage = (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
-      if (
-        rinfo.port !== server.port ||
-        canonicalAddress(rinfo.address) !== serverAddress
-      ) {
-        return;
-      }
-      const bytes = new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength);
-      const response = parseResponse(bytes, question);
-      if (response !== undefined) settle(() => resolve(response));
-    };
-    const send = () => {
-      try {
-        socket.send(query, server.port, server.ipAddr, (error) => {
-          if (error) settle(() => reject(error));
-        });
-      } catch (error) {
-        // A bad port or address throws here rather than in the callback.
-        settle(() => reject(error));
-      }
-    };
-
-    socket.on("message", onMessage);
-    socket.on("error", (error) => settle(() => reject(error)));
-    signal?.addEventListener("abort", onAbort, { once: true });
-    // The signal may have fired while the permission was asked.
-    if (signal?.aborted) return onAbort();
-    send();
-    if (!settled) timer = setInterval(send, retransmit);
-  });
-}
-
-/**
- * Sends the query over TCP with the 2-byte length prefix and reads responses
- * until one matches; closes the connection before settling, and on abort
- * closes it at once so that pending reads end.
- */
-async function exchangeTcp(
-  query: Uint8Array,
-  question: DnsQuestion,
-  server: { ipAddr: string; port: number },
-  signal: AbortSignal | undefined,
-): Promise<ParsedResponse> {
-  signal?.throwIfAborted();
-  let conn: Deno.TcpConn;
-  try {
-    conn = await Deno.connect({
-      hostname: server.ipAddr,
-      port: server.port,
-      signal,
-    });
-  } catch (error) {
-    throw signal?.aborted ? signal.reason : error;
-  }
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    try {
-      conn.close();
-    } catch {
-      // Deno.connect's own signal handling may have closed it first.
-    }
-  };
-  signal?.addEventListener("abort", close, { once: true });
-  try {
-    signal?.throwIfAborted();
-    const framed = new Uint8Array(2 + query.length);
-    new DataView(framed.buffer).setUint16(0, query.length);
-    framed.set(query, 2);
-    await writeAll(conn, framed);
-    while (true) {
-      const prefix = await readExactly(conn, 2, server);
-      const message = await readExactly(
-        conn,
-        (prefix[0] << 8) | prefix[1],
-        server,
-      );
-      const response = parseResponse(message, question);
-      // TC means nothing over TCP: this is all there is.
-      if (response !== undefined) return { ...response, truncated: false };
-      // Nobody can inject into our own connection: an answer with our id
-      // that does not parse is the server's fault, and waiting for a
-      // better one would only run out the caller's timeout. Another id
-      // may be a stray pipelined answer (RFC 7766), so it is skipped.
-      if (
-        message.length < 2 || ((message[0] << 8) | message[1]) === question.id
-      ) {
-        throw new Deno.errors.InvalidData(
-          `DNS server ${server.ipAddr} port ${server.port} sent a malformed ` +
-            `answer over TCP`,
-        );
-      }
-    }
-  } catch (error) {
-    throw signal?.aborted ? signal.reason : error;
-  } finally {
-    signal?.removeEventListener("abort", close);
-    close();
-  }
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) {
-    written += await conn.write(bytes.subarray(written));
-  }
-}
-
-async function readExactly(
-  conn: Deno.Conn,
-  length: number,
-  server: { ipAddr: string; port: number },
-): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
-  let filled = 0;
-  while (filled < length) {
-    const n = await conn.read(out.subarray(filled));
-    if (n === null) {
-      throw new Deno.errors.UnexpectedEof(
-        `DNS server ${server.ipAddr} port ${server.port} closed the TCP ` +
-          `connection before answering`,
-      );
-    }
-    filled += n;
-  }
-  return out;
-}
-
-/** The form `node:dgram` reports a sender's address in, for comparison. */
-function canonicalAddress(address: string): string {
-  const bare = address.replace(/%.*$/, "").toLowerCase();
-  if (!bare.includes(":")) return bare;
-  try {
-    return new URL(`http://[${bare}]/`).hostname.slice(1, -1);
-  } catch {
-    return bare;
-  }
 }

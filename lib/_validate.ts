@@ -1,12 +1,12 @@
 /**
  * Checks of option values, shared by every public function, so that a bad
  * value is an {@linkcode InvalidArgumentError} naming it, before any socket
- * is made.
+ * is made. Internal: `mod.ts` does not re-export this file.
  *
  * @module
  */
 
-import { describe } from "./address.ts";
+import { describe } from "./_describe.ts";
 import { InvalidArgumentError } from "./errors.ts";
 
 /** The longest timer the runtime keeps: longer ones fire at once. */
@@ -26,16 +26,16 @@ export function checkDuration(
 ): number | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
-    throw new InvalidArgumentError(
-      `invalid ${name} ${describe(value)}: expected milliseconds, ≥ 0`,
-    );
+    throw new InvalidArgumentError({
+      reason: `invalid ${name} ${describe(value)}: expected milliseconds, ≥ 0`,
+    });
   }
   if (value > MAX_DURATION) {
-    throw new InvalidArgumentError(
-      `invalid ${name} ${
+    throw new InvalidArgumentError({
+      reason: `invalid ${name} ${
         describe(value)
       }: expected milliseconds, at most ${MAX_DURATION}`,
-    );
+    });
   }
   return value;
 }
@@ -57,9 +57,11 @@ export function checkCount(
   if (
     typeof value !== "number" || !Number.isSafeInteger(value) || value < min
   ) {
-    throw new InvalidArgumentError(
-      `invalid ${name} ${describe(value)}: expected an integer ≥ ${min}`,
-    );
+    throw new InvalidArgumentError({
+      reason: `invalid ${name} ${
+        describe(value)
+      }: expected an integer ≥ ${min}`,
+    });
   }
   return value;
 }
@@ -67,9 +69,9 @@ export function checkCount(
 /** Checks an optional `AbortSignal`. */
 export function checkSignal(value: unknown): AbortSignal | undefined {
   if (value === undefined || value instanceof AbortSignal) return value;
-  throw new InvalidArgumentError(
-    `invalid signal ${describe(value)}: expected an AbortSignal`,
-  );
+  throw new InvalidArgumentError({
+    reason: `invalid signal ${describe(value)}: expected an AbortSignal`,
+  });
 }
 
 /** Checks a callback, optional unless `required`. */
@@ -80,38 +82,17 @@ export function checkFunction(
 ): void {
   if (value === undefined && !options.required) return;
   if (typeof value !== "function") {
-    throw new InvalidArgumentError(
-      `invalid ${name} ${describe(value)}: expected a function`,
-    );
+    throw new InvalidArgumentError({
+      reason: `invalid ${name} ${describe(value)}: expected a function`,
+    });
   }
 }
 
 /** Checks that the options argument is an object (or absent). */
 export function checkOptions(value: unknown): void {
   if (value !== undefined && (typeof value !== "object" || value === null)) {
-    throw new InvalidArgumentError(
-      `invalid options ${describe(value)}: expected an object`,
-    );
+    throw new InvalidArgumentError({
+      reason: `invalid options ${describe(value)}: expected an object`,
+    });
   }
-}
-
-/**
- * One signal for a caller's signal and a timeout. The timeout aborts with
- * the given error, so callers can tell it from the caller's abort.
- *
- * @returns The signal (undefined when neither was given) and a function that
- *   clears the timer, which every caller must call when done.
- */
-export function deadlineSignal(
-  signal: AbortSignal | undefined,
-  timeout: number | undefined,
-  onTimeout: () => Error,
-): { signal: AbortSignal | undefined; clear: () => void } {
-  if (timeout === undefined) return { signal, clear: () => {} };
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(onTimeout()), timeout);
-  const combined = signal
-    ? AbortSignal.any([signal, controller.signal])
-    : controller.signal;
-  return { signal: combined, clear: () => clearTimeout(timer) };
 }
