@@ -13,13 +13,13 @@
  * @module
  */
 
-import { type Command, runCommand } from "./lib/cli_common.ts";
-import { resolveCommand } from "./lib/cli_resolve.ts";
-import { connectCommand } from "./lib/cli_connect.ts";
-import { serveCommand } from "./lib/cli_serve.ts";
-import { clientCommand } from "./lib/cli_client.ts";
-import { telnetCommand } from "./lib/cli_telnet.ts";
-import { scanCommand } from "./lib/cli_scan.ts";
+import { type Command, runCommand } from "./cli/_common.ts";
+import { resolveCommand } from "./cli/resolve.ts";
+import { connectCommand } from "./cli/connect.ts";
+import { serveCommand } from "./cli/serve.ts";
+import { clientCommand } from "./cli/client.ts";
+import { telnetCommand } from "./cli/telnet.ts";
+import { scanCommand } from "./cli/scan.ts";
 
 const COMMANDS: Record<string, Command> = {
   resolve: resolveCommand,

@@ -7,9 +7,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { describe } from "./_describe.ts";
-import { parsePort, validateHost } from "./address.ts";
-import { InvalidArgumentError } from "./errors.ts";
+import { describe } from "../lib/_describe.ts";
+import { parsePort, validateHost } from "../lib/address.ts";
+import { InvalidArgumentError } from "../lib/errors.ts";
 
 /** A bad command line: one line on stderr, exit 2. */
 export class UsageError extends Error {
@@ -312,12 +312,25 @@ export function printJson(value: unknown): void {
   console.log(JSON.stringify(value));
 }
 
-/** A command: parses its own arguments and returns the exit code. */
-export type Command = (args: string[]) => Promise<number>;
+/**
+ * A command of the command line: its help, its options, how many
+ * positional arguments it takes, and what it does with them.
+ */
+export interface Command {
+  /** Printed for `--help`. */
+  help: string;
+  /** Its own options; `--help` and `--debug` are every command's. */
+  options: Record<string, OptionSpec>;
+  /** The most positional arguments it takes. */
+  positionals: number;
+  /** Runs on the parsed arguments and returns the exit code. */
+  run(args: ParsedArgs): Promise<number>;
+}
 
 /**
- * Runs a command and maps what it throws to the exit code and one line on
- * stderr; `--debug` adds the stack.
+ * Parses a command's arguments, prints its help when asked, runs it, and
+ * maps what it throws to the exit code and one line on stderr; `--debug`
+ * adds the stack.
  */
 export async function runCommand(
   command: Command,
@@ -326,7 +339,12 @@ export async function runCommand(
 ): Promise<number> {
   const debug = args.includes("--debug");
   try {
-    return await command(args);
+    const parsed = parseCommandArgs(args, command.options, command.positionals);
+    if (parsed.values.help) {
+      console.log(command.help);
+      return 0;
+    }
+    return await command.run(parsed);
   } catch (error) {
     // Only stdout and stderr raise the runtime's BrokenPipe (the socket's is
     // mapped to EPIPE): the reader (`| head -c 10`) has all it wanted, and

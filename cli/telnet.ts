@@ -5,15 +5,16 @@
  * @module
  */
 
-import { type AttemptEvent, connect } from "./connect.ts";
-import { isReset, pipe, type PipeResult, type Role } from "./_pipe.ts";
+import { type AttemptEvent, connect } from "../lib/connect.ts";
+import { isReset, pipe, type PipeResult, type Role } from "../lib/_pipe.ts";
 import {
+  type Command,
   hostArg,
-  parseCommandArgs,
+  type ParsedArgs,
   portArg,
   printError,
   required,
-} from "./cli_common.ts";
+} from "./_common.ts";
 
 /** The help text of `telnet`. */
 export const TELNET_HELP = `Usage: deno run -N cli.ts telnet HOST PORT
@@ -47,13 +48,16 @@ reading stdin or writing stdout failed; 2 usage error.
 /** Ctrl-], telnet's escape character. */
 const ESCAPE = 0x1d;
 
+/** The `telnet` command. */
+export const telnetCommand: Command = {
+  help: TELNET_HELP,
+  options: {},
+  positionals: 2,
+  run: runTelnet,
+};
+
 /** Runs `telnet` and returns the exit code. */
-export async function telnetCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs(args, {}, 2);
-  if (values.help) {
-    console.log(TELNET_HELP);
-    return 0;
-  }
+async function runTelnet({ values, positionals }: ParsedArgs): Promise<number> {
   const host = hostArg(required(positionals[0], "HOST"));
   const port = portArg(required(positionals[1], "PORT"));
 

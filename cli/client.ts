@@ -4,20 +4,21 @@
  * @module
  */
 
-import { hostPort } from "./_describe.ts";
-import { connect } from "./connect.ts";
+import { hostPort } from "../lib/_describe.ts";
+import { connect } from "../lib/connect.ts";
 import {
+  type Command,
   ControlEscaper,
   hostArg,
   integerArg,
-  parseCommandArgs,
+  type ParsedArgs,
   portArg,
   printError,
   stdoutIsTerminal,
   stringOption,
   timeoutArg,
   writeStdout,
-} from "./cli_common.ts";
+} from "./_common.ts";
 
 /** The help text of `client`. */
 export const CLIENT_HELP = `Usage: deno run -N cli.ts client [options]
@@ -48,19 +49,22 @@ Exit status: 0 received at least one byte, 1 refused, timed out, reset, or
 closed without sending anything, 2 usage error.
 `;
 
-/** Runs `client` and returns the exit code. */
-export async function clientCommand(args: string[]): Promise<number> {
-  const { values } = parseCommandArgs(args, {
+/** The `client` command. */
+export const clientCommand: Command = {
+  help: CLIENT_HELP,
+  options: {
     hostname: { type: "string" },
     port: { type: "string" },
     bufsize: { type: "string" },
     raw: { type: "boolean" },
     timeout: { type: "string" },
-  }, 0);
-  if (values.help) {
-    console.log(CLIENT_HELP);
-    return 0;
-  }
+  },
+  positionals: 0,
+  run: runClient,
+};
+
+/** Runs `client` and returns the exit code. */
+async function runClient({ values }: ParsedArgs): Promise<number> {
   const option = (name: string) => stringOption(values, name);
   const host = hostArg(option("hostname") ?? "127.0.0.1");
   const port = portArg(option("port") ?? "12345");

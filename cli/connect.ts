@@ -5,14 +5,15 @@
  * @module
  */
 
-import { type AttemptEvent, connect } from "./connect.ts";
-import type { Connection } from "./connection.ts";
-import { hostPort } from "./_describe.ts";
-import { ConnectionResetError, SocketError } from "./errors.ts";
+import { type AttemptEvent, connect } from "../lib/connect.ts";
+import type { Connection } from "../lib/connection.ts";
+import { hostPort } from "../lib/_describe.ts";
+import { ConnectionResetError, SocketError } from "../lib/errors.ts";
 import {
+  type Command,
   ControlEscaper,
   hostArg,
-  parseCommandArgs,
+  type ParsedArgs,
   portArg,
   printError,
   printJson,
@@ -22,7 +23,7 @@ import {
   timeoutArg,
   unescapeArg,
   writeStdout,
-} from "./cli_common.ts";
+} from "./_common.ts";
 
 /** The help text of `connect`. */
 export const CONNECT_HELP =
@@ -62,18 +63,23 @@ connecting, or reset before the peer sent any byte, 2 usage error. Output
 cut short by the reader (| head -c 10) ends quietly with 0.
 `;
 
-/** Runs `connect` and returns the exit code. */
-export async function connectCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs(args, {
+/** The `connect` command. */
+export const connectCommand: Command = {
+  help: CONNECT_HELP,
+  options: {
     send: { type: "string" },
     timeout: { type: "string" },
     json: { type: "boolean" },
     raw: { type: "boolean" },
-  }, 2);
-  if (values.help) {
-    console.log(CONNECT_HELP);
-    return 0;
-  }
+  },
+  positionals: 2,
+  run: runConnect,
+};
+
+/** Runs `connect` and returns the exit code. */
+async function runConnect(
+  { values, positionals }: ParsedArgs,
+): Promise<number> {
   const host = hostArg(required(positionals[0], "HOST"));
   const port = positionals[1] === undefined ? 80 : portArg(positionals[1]);
   const sendText = stringOption(values, "send");

@@ -5,23 +5,24 @@
  * @module
  */
 
-import { type Family, formatAddress } from "./address.ts";
+import { type Family, formatAddress } from "../lib/address.ts";
 import {
   DEFAULT_SCAN_CONCURRENCY,
   DEFAULT_SCAN_TIMEOUT,
   type PortResult,
   scan,
-} from "./scan.ts";
+} from "../lib/scan.ts";
 import {
+  type Command,
   hostArg,
   integerArg,
-  parseCommandArgs,
+  type ParsedArgs,
   printError,
   printJson,
   required,
   stringOption,
   UsageError,
-} from "./cli_common.ts";
+} from "./_common.ts";
 
 /** The help text of `scan`. */
 export const SCAN_HELP = `Usage: deno run -N cli.ts scan HOST PORTS [options]
@@ -56,20 +57,23 @@ host does not resolve, 2 usage error.
 /** The longest timer the runtime keeps, in milliseconds. */
 const MAX_MS = 2 ** 31 - 1;
 
-/** Runs `scan` and returns the exit code. */
-export async function scanCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs(args, {
+/** The `scan` command. */
+export const scanCommand: Command = {
+  help: SCAN_HELP,
+  options: {
     "4": { type: "boolean", short: "4" },
     "6": { type: "boolean", short: "6" },
     timeout: { type: "string" },
     concurrency: { type: "string" },
     all: { type: "boolean" },
     json: { type: "boolean" },
-  }, 2);
-  if (values.help) {
-    console.log(SCAN_HELP);
-    return 0;
-  }
+  },
+  positionals: 2,
+  run: runScan,
+};
+
+/** Runs `scan` and returns the exit code. */
+async function runScan({ values, positionals }: ParsedArgs): Promise<number> {
   const host = hostArg(required(positionals[0], "HOST"));
   const ports = required(positionals[1], "PORTS");
   const timeoutText = stringOption(values, "timeout");

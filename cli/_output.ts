@@ -50,7 +50,7 @@ export interface LineWriterOptions {
  *
  * @example
  * ```ts
- * import { LineWriter } from "./cli_output.ts";
+ * import { LineWriter } from "./_output.ts";
  *
  * const out = new LineWriter();
  * out.line("socket is listening");

@@ -4,19 +4,20 @@
  * @module
  */
 
-import type { Family } from "./address.ts";
-import { resolve } from "./resolve.ts";
+import type { Family } from "../lib/address.ts";
+import { resolve } from "../lib/resolve.ts";
 import {
+  type Command,
   hostArg,
   nameServerArg,
   NEVER_MS,
-  parseCommandArgs,
+  type ParsedArgs,
   printJson,
   required,
   stringOption,
   timeoutArg,
   UsageError,
-} from "./cli_common.ts";
+} from "./_common.ts";
 
 /** The help text of `resolve`. */
 export const RESOLVE_HELP = `Usage: deno run -N cli.ts resolve HOST [options]
@@ -40,19 +41,24 @@ Options:
 Exit status: 0 resolved, 1 the host does not resolve, 2 usage error.
 `;
 
-/** Runs `resolve` and returns the exit code. */
-export async function resolveCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs(args, {
+/** The `resolve` command. */
+export const resolveCommand: Command = {
+  help: RESOLVE_HELP,
+  options: {
     "4": { type: "boolean", short: "4" },
     "6": { type: "boolean", short: "6" },
     nameserver: { type: "string" },
     timeout: { type: "string" },
     json: { type: "boolean" },
-  }, 1);
-  if (values.help) {
-    console.log(RESOLVE_HELP);
-    return 0;
-  }
+  },
+  positionals: 1,
+  run: runResolve,
+};
+
+/** Runs `resolve` and returns the exit code. */
+async function runResolve(
+  { values, positionals }: ParsedArgs,
+): Promise<number> {
   const host = hostArg(required(positionals[0], "HOST"));
   if (values["4"] && values["6"]) {
     throw new UsageError("-4 and -6 exclude each other");

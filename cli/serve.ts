@@ -5,20 +5,20 @@
  * @module
  */
 
-import { pythonAddress } from "./address.ts";
-import { type ConnectionInfo, serve, type ServerStats } from "./server.ts";
+import { pythonAddress } from "../lib/address.ts";
+import { type ConnectionInfo, serve, type ServerStats } from "../lib/server.ts";
 import {
+  type Command,
   hostArg,
   integerArg,
   msArg,
-  parseCommandArgs,
   type ParsedArgs,
   portArg,
   printError,
   stringOption,
   unescapeArg,
-} from "./cli_common.ts";
-import { LineWriter } from "./cli_output.ts";
+} from "./_common.ts";
+import { LineWriter } from "./_output.ts";
 
 /** The help text of `serve`. */
 export const SERVE_HELP = `Usage: deno run -N cli.ts serve [options]
@@ -121,9 +121,10 @@ function settings(values: ParsedArgs["values"]): ServeSettings {
   };
 }
 
-/** Runs `serve` until SIGINT, SIGTERM or SIGHUP; returns the exit code. */
-export async function serveCommand(args: string[]): Promise<number> {
-  const { values } = parseCommandArgs(args, {
+/** The `serve` command. */
+export const serveCommand: Command = {
+  help: SERVE_HELP,
+  options: {
     hostname: { type: "string" },
     port: { type: "string" },
     backlog: { type: "string" },
@@ -135,11 +136,13 @@ export async function serveCommand(args: string[]): Promise<number> {
     "idle-timeout": { type: "string" },
     "max-time": { type: "string" },
     json: { type: "boolean" },
-  }, 0);
-  if (values.help) {
-    console.log(SERVE_HELP);
-    return 0;
-  }
+  },
+  positionals: 0,
+  run: runServe,
+};
+
+/** Runs `serve` until SIGINT, SIGTERM or SIGHUP; returns the exit code. */
+async function runServe({ values }: ParsedArgs): Promise<number> {
   const s = settings(values);
   // Every line goes through one buffer, in order, and the accept loop
   // never waits for stdout.
