@@ -210,10 +210,15 @@ export class Connection implements AsyncDisposable, Disposable {
    * and a reaction or two, which counts with thousands of them.
    */
   #read(buffer: Uint8Array): Promise<number | null> {
-    return this.#io("recv from", () => this.#conn.read(buffer)).then((n) =>
-      // Deno may report a read of 0 bytes that is not the end of stream.
-      n === 0 ? this.#read(buffer) : n
-    );
+    // Deno may report a read of 0 bytes that is not the end of stream.
+    const again = (n: number | null) => n === 0 ? this.#read(buffer) : n;
+    if (this.#closed || this.#idleTimeout !== undefined) {
+      return this.#io("recv from", () => this.#conn.read(buffer)).then(again);
+    }
+    // The common case in one reaction: the read, its error mapped.
+    return this.#conn.read(buffer).then(again, (error) => {
+      throw this.#error(error, "recv from");
+    });
   }
 
   /**
