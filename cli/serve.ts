@@ -158,8 +158,10 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
   // A second signal cuts the busy waits short and skips unsent greetings.
   const hurry = new AbortController();
   let skipped = 0;
-  const print = (line: string, event: Record<string, unknown>) =>
-    out.line(s.json ? JSON.stringify(event) : line);
+  // The JSON event is built only for --json: the text lines are on the
+  // accept path, once per connection.
+  const print = (line: string, event: () => Record<string, unknown>) =>
+    out.line(s.json ? JSON.stringify(event()) : line);
   const peer = (info: ConnectionInfo) => ({
     id: info.id,
     address: info.remoteAddr.address,
@@ -177,16 +179,16 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
     idleTimeout: s.idle === 0 ? undefined : s.idle,
     handlerTimeout: s.maxTime === 0 ? undefined : s.maxTime,
     onConnection: (info) =>
-      print(`Got connection from ${pythonAddress(info.remoteAddr)}`, {
+      print(`Got connection from ${pythonAddress(info.remoteAddr)}`, () => ({
         event: "connection",
         ...peer(info),
-      }),
+      })),
     onRefused: (info) =>
       print(
         `Refused connection from ${
           pythonAddress(info.remoteAddr)
         }: backlog full`,
-        { event: "refused", ...peer(info) },
+        () => ({ event: "refused", ...peer(info) }),
       ),
     onError: (error, info) => {
       if (error instanceof Skipped) {
@@ -200,22 +202,24 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
       );
     },
   }, async (conn, info) => {
-    const signal = AbortSignal.any([info.signal, hurry.signal]);
-    if (s.busy > 0) await sleep(s.busy, signal);
+    // Only --busy waits: without it, no signal is made per connection.
+    if (s.busy > 0) {
+      await sleep(s.busy, AbortSignal.any([info.signal, hurry.signal]));
+    }
     if (hurry.signal.aborted) throw new Skipped();
     if (info.signal.aborted) throw info.signal.reason;
     await conn.sendAll(s.message);
   });
   // Only once a socket exists: a bind error prints none of the lines.
-  print("Socket successfully created", { event: "created" });
+  print("Socket successfully created", () => ({ event: "created" }));
   const { address, family } = server.addr;
-  print(`socket binded to ${server.addr.port}`, {
+  print(`socket binded to ${server.addr.port}`, () => ({
     event: "bound",
     address,
     port: server.addr.port,
     family,
-  });
-  print("socket is listening", { event: "listening" });
+  }));
+  print("socket is listening", () => ({ event: "listening" }));
 
   const stopped = Promise.withResolvers<void>();
   let signals = 0;
@@ -234,18 +238,18 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
   } finally {
     for (const name of STOP_SIGNALS) Deno.removeSignalListener(name, onSignal);
   }
-  print(summary(server.stats, skipped), {
+  print(summary(server.stats, skipped), () => ({
     event: "stopped",
     ...server.stats,
     skipped,
-  });
+  }));
   return 0;
 }
 
 /** The first signal's line: what is left to do, and how to skip it. */
 function stopping(
   stats: ServerStats,
-  print: (line: string, event: Record<string, unknown>) => void,
+  print: (line: string, event: () => Record<string, unknown>) => void,
 ): void {
   const left = stats.active + stats.waiting;
   const line = left === 0
@@ -253,7 +257,7 @@ function stopping(
     : `stopping: ${left} connection${
       left === 1 ? "" : "s"
     } to finish, Ctrl-C again to skip ${left === 1 ? "it" : "them"}`;
-  print(line, { event: "stopping", left });
+  print(line, () => ({ event: "stopping", left }));
 }
 
 function summary(stats: ServerStats, skipped: number): string {

@@ -195,13 +195,19 @@ export class Connection implements AsyncDisposable, Disposable {
    * @default {65536}
    * @returns The bytes (never empty), or `null` at end of stream.
    */
-  async recv(maxBytes: number = DEFAULT_RECV_SIZE): Promise<Uint8Array | null> {
-    checkCount(maxBytes, "maxBytes", 1);
+  recv(maxBytes: number = DEFAULT_RECV_SIZE): Promise<Uint8Array | null> {
+    try {
+      checkCount(maxBytes, "maxBytes", 1);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     // A buffer of any size asked for could fail to allocate; one read never
-    // returns more than the socket's buffer holds anyway.
+    // returns more than the socket's buffer holds anyway. A fresh buffer
+    // per call: the caller owns what it gets, never overwritten later.
     const buffer = new Uint8Array(Math.min(maxBytes, MAX_RECV_BUFFER));
-    const n = await this.recvInto(buffer);
-    return n === null ? null : buffer.subarray(0, n);
+    return this.#read(buffer).then((n) =>
+      n === null ? null : buffer.subarray(0, n)
+    );
   }
 
   /**
@@ -229,20 +235,34 @@ export class Connection implements AsyncDisposable, Disposable {
    * @param buffer Where the bytes go, from its start; not empty.
    * @returns How many bytes were read (≥ 1), or `null` at end of stream.
    */
-  async recvInto(buffer: Uint8Array): Promise<number | null> {
+  recvInto(buffer: Uint8Array): Promise<number | null> {
     if (!(buffer instanceof Uint8Array) || buffer.length === 0) {
-      throw new InvalidArgumentError({
-        reason: `invalid buffer ${
-          describe(buffer)
-        }: expected a non-empty Uint8Array`,
-      });
+      return Promise.reject(
+        new InvalidArgumentError({
+          reason: `invalid buffer ${
+            describe(buffer)
+          }: expected a non-empty Uint8Array`,
+        }),
+      );
     }
-    while (true) {
-      const n = await this.#io("recv", () => this.#conn.read(buffer));
-      if (n === null) return null;
-      // Deno may report a read of 0 bytes that is not the end of stream.
-      if (n > 0) return n;
+    return this.#read(buffer);
+  }
+
+  /**
+   * One read of at least a byte, or `null` at end of stream. Plain promise
+   * chains, no async frames: a connection idle in `recv` holds a promise
+   * and a reaction or two, which counts with thousands of them.
+   */
+  #read(buffer: Uint8Array): Promise<number | null> {
+    // Deno may report a read of 0 bytes that is not the end of stream.
+    const again = (n: number | null) => n === 0 ? this.#read(buffer) : n;
+    if (this.#closed || this.#idleTimeout !== undefined) {
+      return this.#io("recv", () => this.#conn.read(buffer)).then(again);
     }
+    // The common case in one reaction: the read, its error mapped.
+    return this.#conn.read(buffer).then(again, (error) => {
+      throw this.#error(error, "recv");
+    });
   }
 
   /**

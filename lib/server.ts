@@ -193,14 +193,43 @@ interface ServerSettings {
   connection: ConnectionSettings;
 }
 
+/**
+ * A connection's info. The signal's AbortController is made on first use
+ * (a read of `signal`, or an abort): most handlers never look at it, and
+ * with thousands of idle connections its bytes count.
+ */
+class Info implements ConnectionInfo {
+  readonly id: number;
+  readonly remoteAddr: NetAddress;
+  readonly localAddr: NetAddress;
+  #controller: AbortController | undefined;
+
+  constructor(id: number, conn: Connection) {
+    this.id = id;
+    this.remoteAddr = conn.remoteAddr;
+    this.localAddr = conn.localAddr;
+  }
+
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController();
+    return this.#controller.signal;
+  }
+
+  /** Aborts the signal, made now if nobody asked for it yet. */
+  static abort(info: Info, reason: unknown): void {
+    info.#controller ??= new AbortController();
+    info.#controller.abort(reason);
+  }
+}
+
+/** A connection in the server's hands, waiting or running. */
 interface Entry {
   conn: Connection;
-  info: ConnectionInfo;
-  controller: AbortController;
-  /** Rejects the running handler's race; set while it runs. */
-  stop?: (reason: unknown) => void;
-  /** The running handler, settled once its connection is counted. */
-  task?: Promise<void>;
+  info: Info;
+  /** The `handlerTimeout` timer, while the handler runs. */
+  timer?: ReturnType<typeof setTimeout>;
+  /** Counted already: the handler settled, or was abandoned. */
+  done?: boolean;
   /** Its handler called `shutdown()`, which does not wait for it. */
   asked?: boolean;
 }
@@ -260,6 +289,8 @@ export class Server implements AsyncDisposable {
   #cut = false;
   /** Made at shutdown; resolved when no handler runs and none waits. */
   #idle: PromiseWithResolvers<void> | undefined;
+  /** At shutdown: resolved once no running handler passes `test`. */
+  #drain: { test: (entry: Entry) => boolean; resolve: () => void } | undefined;
   #pause:
     | { timer: ReturnType<typeof setTimeout>; wake: () => void }
     | undefined;
@@ -331,6 +362,7 @@ export class Server implements AsyncDisposable {
     if (caller !== undefined && this.#running.has(caller)) {
       caller.asked = true;
       this.#checkIdle();
+      this.#checkDrain();
       return this.#othersDone.promise;
     }
     return this.finished;
@@ -374,7 +406,7 @@ export class Server implements AsyncDisposable {
     if (!refuseAll && this.#running.size < this.#concurrency) {
       this.#running.add(entry);
       if (onAccept) this.#callHook(onAccept, entry.info);
-      entry.task = this.#handle(entry);
+      this.#handle(entry);
     } else if (!refuseAll && this.#waiting.length < this.#backlog) {
       this.#waiting.push(entry);
       if (onAccept) this.#callHook(onAccept, entry.info);
@@ -396,14 +428,7 @@ export class Server implements AsyncDisposable {
 
   #entry(conn: Deno.TcpConn): Entry {
     const connection = new Connection(conn, this.#options.connection);
-    const controller = new AbortController();
-    const info = {
-      id: this.#nextId++,
-      remoteAddr: connection.remoteAddr,
-      localAddr: connection.localAddr,
-      signal: controller.signal,
-    };
-    return { conn: connection, info, controller };
+    return { conn: connection, info: new Info(this.#nextId++, connection) };
   }
 
   #startWaiting(): void {
@@ -411,7 +436,7 @@ export class Server implements AsyncDisposable {
       // deno-lint-ignore no-non-null-assertion -- the length was just checked
       const entry = this.#waiting.shift()!;
       this.#running.add(entry);
-      entry.task = this.#handle(entry);
+      this.#handle(entry);
     }
     this.#checkIdle();
   }
@@ -423,57 +448,77 @@ export class Server implements AsyncDisposable {
     this.#idle.resolve();
   }
 
-  /** Runs the handler, then counts the connection and starts the next. */
-  async #handle(entry: Entry): Promise<void> {
-    const { conn, info, controller } = entry;
+  /**
+   * Runs the handler; `#finish` counts the connection when it settles.
+   * No async frame, race or promise of its own per connection: one
+   * reaction on the handler's promise, which matters with thousands idle.
+   */
+  #handle(entry: Entry): void {
+    const { conn, info } = entry;
     const { onConnection, handlerTimeout } = this.#options;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let failure: { error: unknown } | undefined;
+    if (onConnection) this.#callHook(onConnection, info);
+    let handled: unknown;
     try {
-      if (onConnection) this.#callHook(onConnection, info);
-      // A sync throw lands in the catch below, as a rejection would. The
-      // context tells shutdown() which handler, if any, is calling it.
-      const handled = Promise.resolve(
-        handlerContext.run(entry, () => this.#handler(conn, info)),
-      );
-      // A handler that ignores its signal is abandoned when it aborts (its
-      // deadline or the shutdown's), so that it cannot hold the server.
-      handled.catch(() => {});
-      // #abort rejects this: cheaper per connection than a signal listener.
-      const stopped = new Promise<never>((_, reject) => {
-        entry.stop = reject;
-      });
-      if (controller.signal.aborted) entry.stop?.(controller.signal.reason);
-      if (handlerTimeout !== undefined) {
-        timer = setTimeout(() => {
-          this.#abort(
-            entry,
-            this.#lateError(conn, `timed out after ${handlerTimeout} ms`),
-          );
-        }, handlerTimeout);
-      }
-      await Promise.race([handled, stopped]);
+      // The context tells shutdown() which handler, if any, is calling it.
+      handled = handlerContext.run(entry, this.#handler, conn, info);
     } catch (error) {
-      failure = { error };
-    } finally {
-      clearTimeout(timer);
-      entry.stop = undefined;
+      // A sync throw counts as a rejection would, a tick later.
+      handled = Promise.reject(error);
     }
-    conn.close();
+    // A handler that ignores its signal is abandoned when it aborts (its
+    // deadline or the shutdown's): #abort finishes it, and what it does
+    // later is ignored.
+    Promise.resolve(handled).then(
+      () => this.#finish(entry, undefined),
+      (error) => this.#finish(entry, { error }),
+    );
+    if (handlerTimeout !== undefined && !entry.done) {
+      entry.timer = setTimeout(() => {
+        this.#abort(
+          entry,
+          this.#lateError(conn, `timed out after ${handlerTimeout} ms`),
+        );
+      }, handlerTimeout);
+    }
+  }
+
+  /** Closes and counts a connection whose handler settled or was abandoned. */
+  #finish(entry: Entry, failure: { error: unknown } | undefined): void {
+    if (entry.done) return;
+    entry.done = true;
+    clearTimeout(entry.timer);
+    entry.conn.close();
     this.#running.delete(entry);
     if (failure) {
       this.#counts.failed++;
-      this.#reportError(failure.error, info);
+      this.#reportError(failure.error, entry.info);
     } else {
       this.#counts.served++;
     }
     this.#startWaiting();
+    this.#checkDrain();
   }
 
   /** Aborts a handler's signal and abandons the handler. */
   #abort(entry: Entry, reason: unknown): void {
-    entry.controller.abort(reason);
-    entry.stop?.(reason);
+    if (entry.done) return;
+    Info.abort(entry.info, reason);
+    this.#finish(entry, { error: reason });
+  }
+
+  /** At shutdown: resolves once no running handler passes `test`. */
+  #drained(test: (entry: Entry) => boolean): Promise<void> {
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#drain = { test, resolve };
+    this.#checkDrain();
+    return promise;
+  }
+
+  #checkDrain(): void {
+    if (this.#drain === undefined) return;
+    for (const entry of this.#running) if (this.#drain.test(entry)) return;
+    this.#drain.resolve();
+    this.#drain = undefined;
   }
 
   #lateError(conn: Connection, reason: string): TimeoutError {
@@ -554,24 +599,20 @@ export class Server implements AsyncDisposable {
       this.#idle = Promise.withResolvers();
       this.#startWaiting();
       if (await deadline.race(this.#idle.promise) === "late") this.#cutShort();
-      // Handlers that were aborted unwind once their connection is closed.
-      await Promise.allSettled(this.#tasks((entry) => !entry.asked));
+      // Aborted handlers are counted at once; the others as they return.
+      await this.#drained((entry) => !entry.asked);
       const refusals = Promise.all(this.#refusals.keys());
       if (await deadline.race(refusals) === "late") this.#cutShort();
       await Promise.all(this.#refusals.keys());
       this.#othersDone.resolve();
       // The handlers that asked for the stop, bounded by the same deadline.
-      const askers = Promise.allSettled(this.#tasks(() => true));
+      const askers = this.#drained(() => true);
       if (await deadline.race(askers) === "late") this.#cutShort();
-      await Promise.allSettled(this.#tasks(() => true));
+      await askers;
     } finally {
       deadline.clear();
       this.#othersDone.resolve();
     }
-  }
-
-  #tasks(which: (entry: Entry) => boolean): (Promise<void> | undefined)[] {
-    return [...this.#running].filter(which).map((entry) => entry.task);
   }
 
   /**
@@ -583,7 +624,8 @@ export class Server implements AsyncDisposable {
     for (const conn of this.#refusals.values()) conn.close();
     this.#refuseWaiting();
     const timeout = this.#options.shutdownTimeout;
-    for (const entry of this.#running) {
+    // A copy: each abort takes its entry out of #running at once.
+    for (const entry of [...this.#running]) {
       this.#abort(
         entry,
         this.#lateError(
