@@ -68,8 +68,10 @@ Options:
   --idle-timeout MS   close a client when one read or write of its
                       connection waits MS with no progress (ncat -i)
   --queue-bytes N     with --keep-open: bytes that may wait for one client
-                      (default 4194304); a client that falls further
-                      behind is dropped, so it never stalls the others
+                      (default 4194304); past that the sender waits for it,
+                      and a client still that far behind after 1 s is
+                      dropped (one line on stderr), so it never stalls the
+                      others for longer
   --json              one JSON object per line on stdout instead of the
                       bytes: "listening", "connected", "data" (with the
                       exact bytes in "base64" next to "text"), "closed",
@@ -314,7 +316,7 @@ function report(event: ListenEvent, s: Settings): void {
     case "dropped":
       // Always said: the client lost bytes.
       printError(
-        `Dropped ${from}: it fell ${event.queued} bytes behind, past --queue-bytes`,
+        `Dropped ${from}: ${event.queued} bytes behind for 1 s, past --queue-bytes`,
       );
       return;
     case "closed":

@@ -47,8 +47,8 @@ export interface ListenClient {
 /**
  * What happened, for a trace: a client `connected` (it is piped from
  * now), was `refused` (past `maxConns`, or a second client without
- * `keepOpen`), `denied` (by `allow`/`deny`), `dropped` (it fell more than
- * `queueBytes` behind: it is then `closed` too), or `closed` (its pipe
+ * `keepOpen`), `denied` (by `allow`/`deny`), `dropped` (it stayed more
+ * than `queueBytes` behind for `stallTimeout`: it is then `closed` too), or `closed` (its pipe
  * ended: bytes each way, and the connection's failure, if any).
  */
 export type ListenEvent =
@@ -113,13 +113,21 @@ export interface ListenOptions {
    */
   idleTimeout?: number;
   /**
-   * With `keepOpen`: bytes a client may have queued for it (stdin's and
-   * other clients') before it is dropped, so that one slow client never
-   * stalls the others.
+   * With `keepOpen`: bytes that may wait for one client (stdin's and other
+   * clients'). Past that, the sender waits for the client to catch up, at
+   * most `stallTimeout`; a client still behind then is dropped, so that
+   * one slow client never stalls the others for longer.
    *
    * @default {4194304}
    */
   queueBytes?: number;
+  /**
+   * With `keepOpen`: milliseconds a client with a full queue may hold up
+   * the others before it is dropped.
+   *
+   * @default {1000}
+   */
+  stallTimeout?: number;
   /** The bytes to send. @default {Deno.stdin} */
   stdin?: ListenInput;
   /**
@@ -173,6 +181,7 @@ export interface ListenResult {
 
 const DEFAULT_MAX_CONNS = 100;
 const DEFAULT_QUEUE_BYTES = 4 * 1024 * 1024;
+const DEFAULT_STALL_MS = 1000;
 const CHUNK = 64 * 1024;
 
 /** The options, checked once. */
@@ -184,6 +193,7 @@ interface Settings {
   sendOnly: boolean;
   recvOnly: boolean;
   queueBytes: number;
+  stallTimeout: number;
   stdin: ListenInput;
   stdout: (client: ListenClient) => ListenOutput;
   onEvent: (event: ListenEvent) => void;
@@ -348,6 +358,7 @@ function check(options: ListenOptions): Settings {
   checkDuration(options.idleTimeout, "idleTimeout");
   checkFunction(options.onEvent, "onEvent");
   const stdout = options.stdout ?? Deno.stdout;
+  if (typeof stdout !== "function") checkOutput(stdout);
   return {
     keepOpen,
     broker,
@@ -360,6 +371,8 @@ function check(options: ListenOptions): Settings {
     recvOnly,
     queueBytes: checkCount(options.queueBytes, "queueBytes", 1) ??
       DEFAULT_QUEUE_BYTES,
+    stallTimeout: checkDuration(options.stallTimeout, "stallTimeout") ??
+      DEFAULT_STALL_MS,
     stdin: checkInput(options.stdin),
     stdout: typeof stdout === "function" ? stdout : () => checkOutput(stdout),
     onEvent: options.onEvent ?? (() => {}),
@@ -499,7 +512,7 @@ class Hub {
     this.#peers.add(peer);
     this.#s.onEvent({ event: "connected", client: peer.client });
     if (!this.#s.keepOpen || this.#s.recvOnly) return;
-    for (const chunk of this.#held) this.#enqueue(peer, chunk);
+    for (const chunk of this.#held) peer.queue.push(chunk);
     this.#held = [];
     if (this.#stdinEnded) return;
     this.#arrival?.resolve();
@@ -560,7 +573,7 @@ class Hub {
     if (!keepOpen && own !== undefined) return own;
     return {
       write: async (p) => {
-        if (broker) this.#relay(peer, p);
+        if (broker) await this.#relay(peer, p);
         if (own !== undefined) await this.#writeOut(own, p);
         return p.length;
       },
@@ -568,11 +581,34 @@ class Hub {
   }
 
   /** One client's bytes to every other client. */
-  #relay(from: Peer, p: Uint8Array): void {
+  #relay(from: Peer, p: Uint8Array): Promise<void> {
     const chunk = p.slice();
-    for (const peer of this.#peers) {
-      if (peer !== from) this.#enqueue(peer, chunk);
-    }
+    return this.#fanOut(
+      [...this.#peers].filter((peer) => peer !== from),
+      chunk,
+    );
+  }
+
+  /**
+   * Queues a chunk for each peer. A peer whose queue is past its bound
+   * holds the sender back until it catches up, for at most stallTimeout;
+   * then it is dropped and the others go on.
+   */
+  async #fanOut(peers: Peer[], chunk: Uint8Array): Promise<void> {
+    const behind = peers.filter((peer) =>
+      !peer.dropped && !peer.queue.push(chunk)
+    );
+    if (behind.length === 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.#s.stallTimeout);
+    });
+    await Promise.race([
+      Promise.all(behind.map((peer) => peer.queue.caughtUp())),
+      late,
+    ]);
+    clearTimeout(timer);
+    for (const peer of behind) if (peer.queue.full) this.#drop(peer);
   }
 
   #writeOut(output: ListenOutput, p: Uint8Array): Promise<void> {
@@ -587,9 +623,9 @@ class Hub {
     return write;
   }
 
-  /** Queues a chunk for a client, or drops the client if it is too far behind. */
-  #enqueue(peer: Peer, chunk: Uint8Array): void {
-    if (peer.dropped || peer.queue.push(chunk)) return;
+  /** Drops a client that fell too far behind. */
+  #drop(peer: Peer): void {
+    if (peer.dropped) return;
     peer.dropped = true;
     this.#counts.dropped++;
     this.#s.onEvent({
@@ -619,7 +655,7 @@ class Hub {
       if (n === 0) continue;
       const chunk = buffer.slice(0, n);
       if (this.#peers.size === 0) this.#held.push(chunk);
-      for (const peer of this.#peers) this.#enqueue(peer, chunk);
+      await this.#fanOut([...this.#peers], chunk);
       this.#result.sent += n;
     }
     // Clients are not half-closed: with keepOpen the listener outlives
@@ -639,6 +675,7 @@ class Queue implements ListenInput {
   #bytes = 0;
   #ended = false;
   #waiter: (() => void) | undefined;
+  #drained: PromiseWithResolvers<void> | undefined;
 
   constructor(limit: number) {
     this.#limit = limit;
@@ -649,19 +686,37 @@ class Queue implements ListenInput {
     return this.#bytes;
   }
 
-  /** Adds a chunk (not copied); false when it would pass the limit. */
+  /** Past its bound: the sender should wait for it. */
+  get full(): boolean {
+    return !this.#ended && this.#bytes > this.#limit;
+  }
+
+  /** Adds a chunk (not copied); false when the queue is now past its bound. */
   push(chunk: Uint8Array): boolean {
     if (this.#ended) return true;
-    if (this.#bytes + chunk.length > this.#limit) return false;
     this.#chunks.push(chunk);
     this.#bytes += chunk.length;
     this.#wake();
-    return true;
+    return !this.full;
+  }
+
+  /** Resolves once the queue is within its bound again, or has ended. */
+  caughtUp(): Promise<void> {
+    if (!this.full) return Promise.resolve();
+    this.#drained ??= Promise.withResolvers();
+    return this.#drained.promise;
   }
 
   end(): void {
     this.#ended = true;
     this.#wake();
+    this.#checkDrained();
+  }
+
+  #checkDrained(): void {
+    if (this.#drained === undefined || this.full) return;
+    this.#drained.resolve();
+    this.#drained = undefined;
   }
 
   async read(p: Uint8Array): Promise<number | null> {
@@ -679,6 +734,7 @@ class Queue implements ListenInput {
       this.#chunks.shift();
       this.#offset = 0;
     }
+    this.#checkDrained();
     return n;
   }
 
