@@ -11,6 +11,7 @@
  * | `s.sendall(data)`, `s.recv(n)` | {@linkcode Connection}                 |
  * | `bind`, `listen(5)`, `accept`  | {@linkcode serve}                      |
  * | "is anything listening?"       | {@linkcode scan}, {@linkcode parsePorts} |
+ * | `nc -l`, `ncat -k --broker`    | {@linkcode listen}                     |
  * | `socket.error`, `gaierror`     | {@linkcode SocketError}, {@linkcode ResolveError} |
  *
  * @example The tutorial's server and client in one program
@@ -89,3 +90,14 @@ export {
   scan,
   type ScanOptions,
 } from "./lib/scan.ts";
+export {
+  listen,
+  type ListenClient,
+  Listener,
+  type ListenEvent,
+  type ListenInput,
+  type ListenOptions,
+  type ListenOutput,
+  type ListenResult,
+  type ListenStats,
+} from "./lib/listen.ts";
