@@ -12,6 +12,7 @@
  * | `bind`, `listen(5)`, `accept`  | {@linkcode serve}                      |
  * | "is anything listening?"       | {@linkcode scan}, {@linkcode parsePorts} |
  * | `socket.error`, `gaierror`     | {@linkcode SocketError}, {@linkcode ResolveError} |
+ * | `ssl.wrap_socket`, STARTTLS    | `connect(…, { tls })`, `serve({ tls }, …)`, {@linkcode startTls} |
  *
  * @example The tutorial's server and client in one program
  * ```ts
@@ -33,6 +34,8 @@ export {
   AddressInUseError,
   type AttemptFailure,
   CancelledError,
+  CertificateError,
+  type CertificateErrorCode,
   ConnectionRefusedError,
   ConnectionResetError,
   InvalidArgumentError,
@@ -45,6 +48,7 @@ export {
   type SocketErrorOptions,
   type SocketOp,
   TimeoutError,
+  TlsError,
   UnreachableError,
 } from "./lib/errors.ts";
 export {
@@ -68,12 +72,20 @@ export {
   Connection,
   type ConnectionOptions,
   type RecvAllOptions,
+  type TlsInfo,
 } from "./lib/connection.ts";
 export {
   type AttemptEvent,
   connect,
   type ConnectOptions,
+  type HandshakeEvent,
 } from "./lib/connect.ts";
+export {
+  type ClientTlsOptions,
+  type ServeTlsOptions,
+  startTls,
+  type StartTlsOptions,
+} from "./lib/tls.ts";
 export {
   type ConnectionInfo,
   type Handler,

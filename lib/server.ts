@@ -21,6 +21,13 @@ import {
   connectionSettings,
 } from "./connection.ts";
 import { fromRuntimeError } from "./_error_mapping.ts";
+import {
+  secureServer,
+  type ServerTlsSettings,
+  serverTlsSettings,
+  type ServeTlsOptions,
+} from "./tls.ts";
+import { connectionInternals } from "./connection.ts";
 import { InvalidArgumentError, SocketError, TimeoutError } from "./errors.ts";
 import {
   checkCount,
@@ -143,11 +150,23 @@ export interface ServeOptions extends ConnectionOptions {
    * Waits for as long as they take when not given.
    */
   shutdownTimeout?: number;
+  /**
+   * Serves TLS: each client's handshake runs before its handler, within
+   * `tls.handshakeTimeout` (10 s by default); a client whose handshake
+   * fails or stalls is closed and counted as failed (op `"handshake"`),
+   * and the server goes on. A refused client is closed without
+   * `refusalMessage`: sending it would take a handshake, the work a
+   * refusal is there to save.
+   */
+  tls?: ServeTlsOptions;
   /** Called once, when the server is listening. */
   onListen?: (addr: NetAddress) => void;
   /** Called when the server accepts a connection, before it waits or runs. */
   onAccept?: (info: ConnectionInfo) => void;
-  /** Called when a handler starts on a connection (the tutorial's accept). */
+  /**
+   * Called when a handler starts on a connection (the tutorial's accept);
+   * with TLS, once the handshake has succeeded.
+   */
   onConnection?: (info: ConnectionInfo) => void;
   /** Called when a connection is refused because the backlog is full. */
   onRefused?: (info: ConnectionInfo) => void;
@@ -191,6 +210,7 @@ interface ServerSettings {
   onRefused: ((info: ConnectionInfo) => void) | undefined;
   onError: ((error: unknown, info: ConnectionInfo) => void) | undefined;
   connection: ConnectionSettings;
+  tls: ServerTlsSettings | undefined;
 }
 
 interface Entry {
@@ -203,6 +223,8 @@ interface Entry {
   task?: Promise<void>;
   /** Its handler called `shutdown()`, which does not wait for it. */
   asked?: boolean;
+  /** The TLS connection, whose handshake runs before the handler. */
+  tls?: Deno.TlsConn;
 }
 
 const DEFAULT_BACKLOG = 128;
@@ -213,7 +235,7 @@ const MAX_PENDING_REFUSALS = 1024;
 
 /** Makes a server: {@linkcode serve}'s way past the private constructor. */
 let makeServer: (
-  listener: Deno.TcpListener,
+  listener: Listener,
   handler: Handler,
   settings: ServerSettings,
 ) => Server;
@@ -240,7 +262,7 @@ export class Server implements AsyncDisposable {
   readonly addr: NetAddress;
   /** Resolves once the server has stopped and released everything. */
   readonly finished: Promise<void>;
-  readonly #listener: Deno.TcpListener;
+  readonly #listener: Listener;
   readonly #handler: Handler;
   readonly #options: ServerSettings;
   readonly #backlog: number;
@@ -271,7 +293,7 @@ export class Server implements AsyncDisposable {
 
   /** Use {@linkcode serve}: only it makes servers. */
   private constructor(
-    listener: Deno.TcpListener,
+    listener: Listener,
     handler: Handler,
     settings: ServerSettings,
   ) {
@@ -344,7 +366,7 @@ export class Server implements AsyncDisposable {
   async #acceptLoop(): Promise<void> {
     let backoff = 0;
     while (!this.#stopping) {
-      let conn: Deno.TcpConn;
+      let conn: Deno.TcpConn | Deno.TlsConn;
       try {
         conn = await this.#listener.accept();
         backoff = 0;
@@ -365,7 +387,7 @@ export class Server implements AsyncDisposable {
    * updated before any hook runs, so that a hook reading `stats` sees
    * `accepted` equal to the sum of the others.
    */
-  #admit(conn: Deno.TcpConn): void {
+  #admit(conn: Deno.TcpConn | Deno.TlsConn): void {
     this.#counts.accepted++;
     const entry = this.#entry(conn);
     const { onAccept } = this.#options;
@@ -394,8 +416,9 @@ export class Server implements AsyncDisposable {
     }
   }
 
-  #entry(conn: Deno.TcpConn): Entry {
+  #entry(conn: Deno.TcpConn | Deno.TlsConn): Entry {
     const connection = new Connection(conn, this.#options.connection);
+    const tls = this.#options.tls ? conn as Deno.TlsConn : undefined;
     const controller = new AbortController();
     const info = {
       id: this.#nextId++,
@@ -403,7 +426,7 @@ export class Server implements AsyncDisposable {
       localAddr: connection.localAddr,
       signal: controller.signal,
     };
-    return { conn: connection, info, controller };
+    return { conn: connection, info, controller, tls };
   }
 
   #startWaiting(): void {
@@ -430,12 +453,11 @@ export class Server implements AsyncDisposable {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let failure: { error: unknown } | undefined;
     try {
-      if (onConnection) this.#callHook(onConnection, info);
+      if (onConnection && !entry.tls) this.#callHook(onConnection, info);
       // A sync throw lands in the catch below, as a rejection would. The
       // context tells shutdown() which handler, if any, is calling it.
-      const handled = Promise.resolve(
-        handlerContext.run(entry, () => this.#handler(conn, info)),
-      );
+      const handled = entry.tls ? this.#secureThenHandle(entry) : Promise
+        .resolve(handlerContext.run(entry, () => this.#handler(conn, info)));
       // A handler that ignores its signal is abandoned when it aborts (its
       // deadline or the shutdown's), so that it cannot hold the server.
       handled.catch(() => {});
@@ -468,6 +490,19 @@ export class Server implements AsyncDisposable {
       this.#counts.served++;
     }
     this.#startWaiting();
+  }
+
+  /** With TLS: the handshake, within its deadline, then the handler. */
+  async #secureThenHandle(entry: Entry): Promise<void> {
+    const { conn, info } = entry;
+    // deno-lint-ignore no-non-null-assertion -- only called with TLS on
+    const tls = this.#options.tls!;
+    // deno-lint-ignore no-non-null-assertion -- only called with TLS on
+    const agreed = await secureServer(entry.tls!, tls.handshakeTimeout);
+    connectionInternals.setTls(conn, agreed);
+    const { onConnection } = this.#options;
+    if (onConnection) this.#callHook(onConnection, info);
+    await handlerContext.run(entry, () => this.#handler(conn, info));
   }
 
   /** Aborts a handler's signal and abandons the handler. */
@@ -518,10 +553,11 @@ export class Server implements AsyncDisposable {
    * (what the socket takes at once), so that clients that do not read
    * cannot hold descriptors or the shutdown without bound.
    */
-  #closeRefused({ conn, info }: Entry): void {
+  #closeRefused({ conn, info, tls }: Entry): void {
     const { onRefused } = this.#options;
     if (onRefused) this.#callHook(onRefused, info);
-    const message = this.#options.refusalMessage;
+    // Over TLS the message would cost a handshake: a refusal just closes.
+    const message = tls ? undefined : this.#options.refusalMessage;
     if (message === undefined) {
       conn.close();
       return;
@@ -654,9 +690,19 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   const signal = checkSignal(options.signal);
   checkFunction(options.onListen, "onListen");
 
-  let listener: Deno.TcpListener;
+  let listener: Listener;
   try {
-    listener = Deno.listen({ hostname, port, tcpBacklog: kernelBacklog });
+    const { tls } = settings;
+    listener = tls
+      ? Deno.listenTls({
+        hostname,
+        port,
+        tcpBacklog: kernelBacklog,
+        cert: tls.cert,
+        key: tls.key,
+        alpnProtocols: tls.alpnProtocols,
+      })
+      : Deno.listen({ hostname, port, tcpBacklog: kernelBacklog });
   } catch (error) {
     throw fromRuntimeError(error, { op: "bind", host: hostname, port });
   }
@@ -696,8 +742,12 @@ function serverSettings(options: ServeOptions): ServerSettings {
     onRefused: callback(options.onRefused, "onRefused"),
     onError: callback(options.onError, "onError"),
     connection: connectionSettings(options),
+    tls: serverTlsSettings(options.tls),
   };
 }
+
+/** A plain or a TLS listener: accepted connections are handled alike. */
+type Listener = Deno.TcpListener | Deno.TlsListener;
 
 let systemBacklog: number | undefined;
 
