@@ -99,7 +99,9 @@ export async function clientTlsFlags(
       : undefined,
     serverName: servername,
     alpnProtocols: alpn === undefined ? undefined : alpnList(alpn),
-    cert: certFile === undefined ? undefined : await readPem(certFile, "--cert"),
+    cert: certFile === undefined
+      ? undefined
+      : await readPem(certFile, "--cert"),
     key: keyFile === undefined ? undefined : await readPem(keyFile, "--key"),
     verifyName: !insecure,
   };

@@ -19,11 +19,7 @@ import {
   unescapeArg,
 } from "./_common.ts";
 import { LineWriter } from "./_output.ts";
-import {
-  SERVER_TLS_HELP,
-  SERVER_TLS_OPTIONS,
-  serverTlsFlags,
-} from "./_tls.ts";
+import { SERVER_TLS_HELP, SERVER_TLS_OPTIONS, serverTlsFlags } from "./_tls.ts";
 import type { ServeTlsOptions } from "../lib/tls.ts";
 
 /** The help text of `serve`. */
