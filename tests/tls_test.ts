@@ -23,6 +23,7 @@ import {
   TlsError,
 } from "../mod.ts";
 import { within } from "./fixtures/deadline.ts";
+import { fromRuntimeError } from "../lib/_error_mapping.ts";
 import {
   CLI,
   DENO,
@@ -234,6 +235,38 @@ function cli(args: string[], input?: string) {
     timeout: WAIT,
   });
 }
+
+Deno.test("fromRuntimeError(): rustls's handshake texts, one code each", () => {
+  const where = { op: "handshake" as const, host: "localhost", port: 443 };
+  const cases: [string, string][] = [
+    ["invalid peer certificate: UnknownIssuer", "EUNKNOWNCA"],
+    [
+      'invalid peer certificate: certificate not valid for name "x"',
+      "ECERTNAME",
+    ],
+    [
+      "invalid peer certificate: certificate expired: verification time 2 " +
+      "(UNIX), but certificate is not valid after 1 (1 seconds ago)",
+      "ECERTEXPIRED",
+    ],
+    ["invalid peer certificate: BadSignature", "ECERTINVALID"],
+    ["received fatal alert: UnknownCA", "EUNKNOWNCA"],
+    ["received fatal alert: HandshakeFailure", "ETLS"],
+    ["received corrupt message of type InvalidContentType", "ETLS"],
+  ];
+  for (const [text, code] of cases) {
+    const error = fromRuntimeError(new Deno.errors.InvalidData(text), where);
+    assert.equal(error.code, code, text);
+    assert.equal(error.op, "handshake");
+    assert.ok(error instanceof TlsError);
+  }
+  // Outside a handshake the same text is no TLS error: read in one place.
+  const other = fromRuntimeError(new Error("received fatal alert: UnknownCA"), {
+    ...where,
+    op: "recv",
+  });
+  assert.equal(other.code, "EIO");
+});
 
 Deno.test({
   name: "connect({ tls }): openssl s_server, ALPN agreed, bytes both ways",
