@@ -13,6 +13,7 @@
  * | "is anything listening?"       | {@linkcode scan}, {@linkcode parsePorts} |
  * | `nc -l`, `ncat -k --broker`    | {@linkcode listen}                     |
  * | `socket.error`, `gaierror`     | {@linkcode SocketError}, {@linkcode ResolveError} |
+ * | `ssl.wrap_socket`, STARTTLS    | `connect(…, { tls })`, `serve({ tls }, …)`, {@linkcode startTls} |
  *
  * @example The tutorial's server and client in one program
  * ```ts
@@ -34,6 +35,8 @@ export {
   AddressInUseError,
   type AttemptFailure,
   CancelledError,
+  CertificateError,
+  type CertificateErrorCode,
   ConnectionRefusedError,
   ConnectionResetError,
   InvalidArgumentError,
@@ -46,6 +49,7 @@ export {
   type SocketErrorOptions,
   type SocketOp,
   TimeoutError,
+  TlsError,
   UnreachableError,
 } from "./lib/errors.ts";
 export {
@@ -69,12 +73,20 @@ export {
   Connection,
   type ConnectionOptions,
   type RecvAllOptions,
+  type TlsInfo,
 } from "./lib/connection.ts";
 export {
   type AttemptEvent,
   connect,
   type ConnectOptions,
+  type HandshakeEvent,
 } from "./lib/connect.ts";
+export {
+  type ClientTlsOptions,
+  type ServeTlsOptions,
+  startTls,
+  type StartTlsOptions,
+} from "./lib/tls.ts";
 export {
   type ConnectionInfo,
   type Handler,

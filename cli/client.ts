@@ -19,6 +19,7 @@ import {
   timeoutArg,
   writeStdout,
 } from "./_common.ts";
+import { CLIENT_TLS_HELP, CLIENT_TLS_OPTIONS, clientTlsFlags } from "./_tls.ts";
 
 /** The help text of `client`. */
 export const CLIENT_HELP = `Usage: deno run -N cli.ts client [options]
@@ -35,6 +36,8 @@ Options:
   --timeout MS    limit for the connect and for the receive; 0 means never
   --debug         print the stack of an error
   -h, --help      this help
+
+${CLIENT_TLS_HELP}
 
 On a terminal, control characters other than \\n \\r \\t are shown escaped,
 as cat -v does, so that a server cannot drive the terminal; a pipe or a
@@ -58,6 +61,7 @@ export const clientCommand: Command = {
     bufsize: { type: "string" },
     raw: { type: "boolean" },
     timeout: { type: "string" },
+    ...CLIENT_TLS_OPTIONS,
   },
   positionals: 0,
   run: runClient,
@@ -74,7 +78,9 @@ async function runClient({ values }: ParsedArgs): Promise<number> {
     ? undefined
     : timeoutArg(timeoutText);
 
+  const tls = await clientTlsFlags(values);
   await using conn = await connect(host, port, {
+    tls,
     timeout,
     idleTimeout: timeout,
   });

@@ -24,6 +24,12 @@ import {
   unescapeArg,
   writeStdout,
 } from "./_common.ts";
+import {
+  CLIENT_TLS_HELP,
+  CLIENT_TLS_OPTIONS,
+  clientTlsFlags,
+  handshakeLine,
+} from "./_tls.ts";
 
 /** The help text of `connect`. */
 export const CONNECT_HELP =
@@ -51,6 +57,10 @@ Options:
   --debug       print the stack of an error
   -h, --help    this help
 
+${CLIENT_TLS_HELP}
+  With --tls a line "TLS handshake with NAME: ok, ALPN PROTO" follows the
+  connected line (a "tls" event with --json).
+
 The two directions of --send are independent, as with nc: a peer that
 stops reading and resets the connection does not cut short what it sent
 first. Everything that arrived is printed, then one line on stderr says
@@ -71,6 +81,7 @@ export const connectCommand: Command = {
     timeout: { type: "string" },
     json: { type: "boolean" },
     raw: { type: "boolean" },
+    ...CLIENT_TLS_OPTIONS,
   },
   positionals: 2,
   run: runConnect,
@@ -92,6 +103,7 @@ async function runConnect(
     : timeoutArg(timeoutText);
   const json = values.json === true;
   const escape = !json && values.raw !== true && stdoutIsTerminal();
+  const tls = await clientTlsFlags(values);
 
   let created = false;
   const printCreated = () => {
@@ -106,7 +118,7 @@ async function runConnect(
       printCreated();
     }
   };
-  await using conn = await connect(host, port, { timeout, onAttempt });
+  await using conn = await connect(host, port, { timeout, onAttempt, tls });
   printCreated();
   const { address, family } = conn.remoteAddr;
   if (json) printJson({ event: "connected", host, port, address, family });
@@ -114,6 +126,11 @@ async function runConnect(
     console.log(
       `the socket has successfully connected to ${host} on port ${port} (${address})`,
     );
+  }
+  if (conn.tls !== undefined) {
+    const { serverName = host, alpnProtocol } = conn.tls;
+    if (json) printJson({ event: "tls", serverName, alpnProtocol });
+    else console.log(handshakeLine(serverName, alpnProtocol));
   }
   if (payload === undefined) return 0;
   return await exchange(conn, payload, { timeout, json, escape });

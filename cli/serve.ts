@@ -19,6 +19,8 @@ import {
   unescapeArg,
 } from "./_common.ts";
 import { LineWriter } from "./_output.ts";
+import { SERVER_TLS_HELP, SERVER_TLS_OPTIONS, serverTlsFlags } from "./_tls.ts";
+import type { ServeTlsOptions } from "../lib/tls.ts";
 
 /** The help text of `serve`. */
 export const SERVE_HELP = `Usage: deno run -N cli.ts serve [options]
@@ -62,6 +64,10 @@ Options:
   --debug             print the stack of an error
   -h, --help          this help
 
+${SERVER_TLS_HELP}
+  A failed or stalled handshake prints "connection from (ADDRESS, PORT)
+  failed: TLS handshake with …" and counts as failed.
+
 Exit status: 0 stopped by a signal, 1 could not bind, 2 usage error.
 `;
 
@@ -94,13 +100,23 @@ interface ServeSettings {
   idle: number;
   maxTime: number;
   json: boolean;
+  tls: ServeTlsOptions | undefined;
 }
 
-function settings(values: ParsedArgs["values"]): ServeSettings {
+async function settings(
+  values: ParsedArgs["values"],
+): Promise<ServeSettings> {
   const option = (name: string) => stringOption(values, name);
   const hostnameText = option("hostname") ?? "";
   const kernelText = option("kernel-backlog");
   const busyText = option("busy");
+  const handshakeText = option("handshake-timeout");
+  const tls = await serverTlsFlags(
+    values,
+    handshakeText === undefined
+      ? undefined
+      : msArg(handshakeText, "handshake-timeout"),
+  );
   return {
     hostname: hostnameText === "" ? "" : hostArg(hostnameText),
     port: portArg(option("port") ?? "12345", true),
@@ -118,6 +134,7 @@ function settings(values: ParsedArgs["values"]): ServeSettings {
     idle: msArg(option("idle-timeout") ?? "30000", "idle-timeout"),
     maxTime: msArg(option("max-time") ?? "60000", "max-time"),
     json: values.json === true,
+    tls,
   };
 }
 
@@ -136,6 +153,7 @@ export const serveCommand: Command = {
     "idle-timeout": { type: "string" },
     "max-time": { type: "string" },
     json: { type: "boolean" },
+    ...SERVER_TLS_OPTIONS,
   },
   positionals: 0,
   run: runServe,
@@ -143,7 +161,7 @@ export const serveCommand: Command = {
 
 /** Runs `serve` until SIGINT, SIGTERM or SIGHUP; returns the exit code. */
 async function runServe({ values }: ParsedArgs): Promise<number> {
-  const s = settings(values);
+  const s = await settings(values);
   // Every line goes through one buffer, in order, and the accept loop
   // never waits for stdout.
   const out = new LineWriter();
@@ -178,6 +196,7 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
     refusalMessage: s.refusal,
     idleTimeout: s.idle === 0 ? undefined : s.idle,
     handlerTimeout: s.maxTime === 0 ? undefined : s.maxTime,
+    tls: s.tls,
     onConnection: (info) =>
       print(`Got connection from ${pythonAddress(info.remoteAddr)}`, () => ({
         event: "connection",

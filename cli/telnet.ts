@@ -15,6 +15,13 @@ import {
   printError,
   required,
 } from "./_common.ts";
+import {
+  CLIENT_TLS_HELP,
+  CLIENT_TLS_OPTIONS,
+  clientTlsFlags,
+  handshakeLine,
+} from "./_tls.ts";
+import type { HandshakeEvent } from "../lib/tls.ts";
 
 /** The help text of `telnet`. */
 export const TELNET_HELP = `Usage: deno run -N cli.ts telnet HOST PORT
@@ -40,6 +47,9 @@ Options:
                handed to a worker thread (past its first MiB)
   -h, --help   this help
 
+${CLIENT_TLS_HELP}
+  The trace adds the handshake: "TLS handshake with NAME: ok, ALPN h2".
+
 Exit status: 0 the peer closed the connection, or reset it (as nc and
 telnet exit 0 then), or stdout's reader left; 1 could not connect, or
 reading stdin or writing stdout failed; 2 usage error.
@@ -51,7 +61,7 @@ const ESCAPE = 0x1d;
 /** The `telnet` command. */
 export const telnetCommand: Command = {
   help: TELNET_HELP,
-  options: {},
+  options: { ...CLIENT_TLS_OPTIONS },
   positionals: 2,
   run: runTelnet,
 };
@@ -61,7 +71,12 @@ async function runTelnet({ values, positionals }: ParsedArgs): Promise<number> {
   const host = hostArg(required(positionals[0], "HOST"));
   const port = portArg(required(positionals[1], "PORT"));
 
-  const conn = await connect(host, port, { onAttempt: trace });
+  const tls = await clientTlsFlags(values);
+  const conn = await connect(host, port, {
+    onAttempt: trace,
+    tls,
+    onHandshake: traceHandshake,
+  });
   printError(`Connected to ${host}.`);
   printError("Escape character is '^]'.");
   let result: PipeResult;
@@ -97,6 +112,12 @@ function outcome(result: PipeResult): number {
   // Everything that arrived was printed; then one line on how it ended.
   printError(error.message);
   return isReset(error) && !result.stdinError ? 0 : 1;
+}
+
+function traceHandshake(event: HandshakeEvent): void {
+  if (event.state === "done") {
+    printError(handshakeLine(event.serverName, event.alpnProtocol));
+  }
 }
 
 function traceHandoff(direction: Role, bytes: number): void {

@@ -90,6 +90,30 @@ export function connectionSettings(
   return settings;
 }
 
+/**
+ * What a TLS handshake agreed, on {@linkcode Connection.tls}. Deno reports
+ * the ALPN protocol only; the protocol version and cipher are not exposed.
+ */
+export interface TlsInfo {
+  /** The ALPN protocol agreed (`"h2"`, `"http/1.1"`), or `null` for none. */
+  alpnProtocol: string | null;
+  /**
+   * The name the peer's certificate was verified for (client side); absent
+   * on a server's connection.
+   */
+  serverName?: string;
+}
+
+/**
+ * Internal hooks for lib/tls.ts: mark a connection as TLS, and take the
+ * runtime's connection out of one for `Deno.startTls` (which consumes it).
+ */
+export let connectionInternals: {
+  setTls: (conn: Connection, info: TlsInfo) => void;
+  take: (conn: Connection) => Deno.TcpConn;
+  settings: (conn: Connection) => ConnectionSettings;
+};
+
 const DEFAULT_RECV_SIZE = 65536;
 const MAX_RECV_BUFFER = 16 * 1024 * 1024;
 const DEFAULT_RECV_ALL_LIMIT = 64 * 1024 * 1024;
@@ -113,28 +137,75 @@ const encoder = new TextEncoder();
  * ```
  */
 export class Connection implements AsyncDisposable, Disposable {
-  readonly #conn: Deno.TcpConn;
+  readonly #conn: Deno.TcpConn | Deno.TlsConn;
   readonly #idleTimeout: number | undefined;
+  readonly #settings: ConnectionSettings;
   #closed = false;
+  #tls: TlsInfo | undefined;
   /** The local end: this machine's address and port. */
   readonly localAddr: NetAddress;
   /** The remote end: the peer's address and port. */
   readonly remoteAddr: NetAddress;
 
   /**
-   * Wraps a connection from Deno's `Deno.connect` or `listener.accept()`.
+   * Wraps a connection from Deno's `Deno.connect` or `listener.accept()`
+   * (a TLS one from `Deno.connectTls` or `Deno.listenTls` too: no-delay and
+   * keep-alive then stay as Deno set them).
    *
    * @param conn The connection; the new object owns it.
    * @param options Idle timeout, no-delay and keep-alive.
    */
-  constructor(conn: Deno.TcpConn, options: ConnectionOptions = {}) {
+  constructor(
+    conn: Deno.TcpConn | Deno.TlsConn,
+    options: ConnectionOptions = {},
+  ) {
     const settings = connectionSettings(options);
+    this.#settings = settings;
     this.#idleTimeout = settings.idleTimeout;
     this.#conn = conn;
     this.localAddr = fromDenoAddr(conn.localAddr);
     this.remoteAddr = fromDenoAddr(conn.remoteAddr);
-    if (!settings.noDelay) conn.setNoDelay(false);
-    if (settings.keepAlive) conn.setKeepAlive(true);
+    if ("setNoDelay" in conn) {
+      if (!settings.noDelay) conn.setNoDelay(false);
+      if (settings.keepAlive) conn.setKeepAlive(true);
+    }
+  }
+
+  static {
+    connectionInternals = {
+      setTls: (conn, info) => {
+        conn.#tls = Object.freeze({ ...info });
+      },
+      take: (conn) => {
+        conn.#checkOpen("handshake");
+        if (!("setNoDelay" in conn.#conn) || conn.#tls !== undefined) {
+          throw new InvalidArgumentError({
+            reason: "invalid conn: TLS is already on",
+          });
+        }
+        // The new connection owns the socket: this one is closed, not it.
+        conn.#closed = true;
+        return conn.#conn;
+      },
+      settings: (conn) => conn.#settings,
+    };
+  }
+
+  /**
+   * What the TLS handshake agreed (the ALPN protocol), or `undefined` on a
+   * plain TCP connection.
+   *
+   * @example
+   * ```ts
+   * import { connect, serve } from "@socket-programming/socket";
+   *
+   * await using server = serve({ hostname: "127.0.0.1" }, () => {});
+   * await using conn = await connect("127.0.0.1", server.addr.port);
+   * console.log(conn.tls); // undefined: plain TCP
+   * ```
+   */
+  get tls(): TlsInfo | undefined {
+    return this.#tls;
   }
 
   /** Whether {@linkcode Connection.close} has been called. */

@@ -21,6 +21,13 @@ import {
   connectionSettings,
 } from "./connection.ts";
 import { fromRuntimeError } from "./_error_mapping.ts";
+import {
+  secureServer,
+  type ServerTlsSettings,
+  serverTlsSettings,
+  type ServeTlsOptions,
+} from "./tls.ts";
+import { connectionInternals } from "./connection.ts";
 import { InvalidArgumentError, SocketError, TimeoutError } from "./errors.ts";
 import {
   checkCount,
@@ -143,11 +150,23 @@ export interface ServeOptions extends ConnectionOptions {
    * Waits for as long as they take when not given.
    */
   shutdownTimeout?: number;
+  /**
+   * Serves TLS: each client's handshake runs before its handler, within
+   * `tls.handshakeTimeout` (10 s by default); a client whose handshake
+   * fails or stalls is closed and counted as failed (op `"handshake"`),
+   * and the server goes on. A refused client is closed without
+   * `refusalMessage`: sending it would take a handshake, the work a
+   * refusal is there to save.
+   */
+  tls?: ServeTlsOptions;
   /** Called once, when the server is listening. */
   onListen?: (addr: NetAddress) => void;
   /** Called when the server accepts a connection, before it waits or runs. */
   onAccept?: (info: ConnectionInfo) => void;
-  /** Called when a handler starts on a connection (the tutorial's accept). */
+  /**
+   * Called when a handler starts on a connection (the tutorial's accept);
+   * with TLS, once the handshake has succeeded.
+   */
   onConnection?: (info: ConnectionInfo) => void;
   /** Called when a connection is refused because the backlog is full. */
   onRefused?: (info: ConnectionInfo) => void;
@@ -191,6 +210,7 @@ interface ServerSettings {
   onRefused: ((info: ConnectionInfo) => void) | undefined;
   onError: ((error: unknown, info: ConnectionInfo) => void) | undefined;
   connection: ConnectionSettings;
+  tls: ServerTlsSettings | undefined;
 }
 
 /**
@@ -232,6 +252,8 @@ interface Entry {
   done?: boolean;
   /** Its handler called `shutdown()`, which does not wait for it. */
   asked?: boolean;
+  /** The TLS connection, whose handshake runs before the handler. */
+  tls?: Deno.TlsConn;
 }
 
 const DEFAULT_BACKLOG = 128;
@@ -242,7 +264,7 @@ const MAX_PENDING_REFUSALS = 1024;
 
 /** Makes a server: {@linkcode serve}'s way past the private constructor. */
 let makeServer: (
-  listener: Deno.TcpListener,
+  listener: Listener,
   handler: Handler,
   settings: ServerSettings,
 ) => Server;
@@ -269,7 +291,7 @@ export class Server implements AsyncDisposable {
   readonly addr: NetAddress;
   /** Resolves once the server has stopped and released everything. */
   readonly finished: Promise<void>;
-  readonly #listener: Deno.TcpListener;
+  readonly #listener: Listener;
   readonly #handler: Handler;
   readonly #options: ServerSettings;
   readonly #backlog: number;
@@ -302,7 +324,7 @@ export class Server implements AsyncDisposable {
 
   /** Use {@linkcode serve}: only it makes servers. */
   private constructor(
-    listener: Deno.TcpListener,
+    listener: Listener,
     handler: Handler,
     settings: ServerSettings,
   ) {
@@ -376,7 +398,7 @@ export class Server implements AsyncDisposable {
   async #acceptLoop(): Promise<void> {
     let backoff = 0;
     while (!this.#stopping) {
-      let conn: Deno.TcpConn;
+      let conn: Deno.TcpConn | Deno.TlsConn;
       try {
         conn = await this.#listener.accept();
         backoff = 0;
@@ -397,7 +419,7 @@ export class Server implements AsyncDisposable {
    * updated before any hook runs, so that a hook reading `stats` sees
    * `accepted` equal to the sum of the others.
    */
-  #admit(conn: Deno.TcpConn): void {
+  #admit(conn: Deno.TcpConn | Deno.TlsConn): void {
     this.#counts.accepted++;
     const entry = this.#entry(conn);
     const { onAccept } = this.#options;
@@ -426,9 +448,14 @@ export class Server implements AsyncDisposable {
     }
   }
 
-  #entry(conn: Deno.TcpConn): Entry {
+  #entry(conn: Deno.TcpConn | Deno.TlsConn): Entry {
     const connection = new Connection(conn, this.#options.connection);
-    return { conn: connection, info: new Info(this.#nextId++, connection) };
+    const tls = this.#options.tls ? conn as Deno.TlsConn : undefined;
+    return {
+      conn: connection,
+      info: new Info(this.#nextId++, connection),
+      tls,
+    };
   }
 
   #startWaiting(): void {
@@ -456,11 +483,14 @@ export class Server implements AsyncDisposable {
   #handle(entry: Entry): void {
     const { conn, info } = entry;
     const { onConnection, handlerTimeout } = this.#options;
-    if (onConnection) this.#callHook(onConnection, info);
+    // With TLS, the handler's turn starts once the handshake is done.
+    if (onConnection && !entry.tls) this.#callHook(onConnection, info);
     let handled: unknown;
     try {
       // The context tells shutdown() which handler, if any, is calling it.
-      handled = handlerContext.run(entry, this.#handler, conn, info);
+      handled = entry.tls
+        ? this.#secureThenHandle(entry)
+        : handlerContext.run(entry, this.#handler, conn, info);
     } catch (error) {
       // A sync throw counts as a rejection would, a tick later.
       handled = Promise.reject(error);
@@ -497,6 +527,19 @@ export class Server implements AsyncDisposable {
     }
     this.#startWaiting();
     this.#checkDrain();
+  }
+
+  /** With TLS: the handshake, within its deadline, then the handler. */
+  async #secureThenHandle(entry: Entry): Promise<void> {
+    const { conn, info } = entry;
+    // deno-lint-ignore no-non-null-assertion -- only called with TLS on
+    const tls = this.#options.tls!;
+    // deno-lint-ignore no-non-null-assertion -- only called with TLS on
+    const agreed = await secureServer(entry.tls!, tls.handshakeTimeout);
+    connectionInternals.setTls(conn, agreed);
+    const { onConnection } = this.#options;
+    if (onConnection) this.#callHook(onConnection, info);
+    await handlerContext.run(entry, this.#handler, conn, info);
   }
 
   /** Aborts a handler's signal and abandons the handler. */
@@ -563,10 +606,11 @@ export class Server implements AsyncDisposable {
    * (what the socket takes at once), so that clients that do not read
    * cannot hold descriptors or the shutdown without bound.
    */
-  #closeRefused({ conn, info }: Entry): void {
+  #closeRefused({ conn, info, tls }: Entry): void {
     const { onRefused } = this.#options;
     if (onRefused) this.#callHook(onRefused, info);
-    const message = this.#options.refusalMessage;
+    // Over TLS the message would cost a handshake: a refusal just closes.
+    const message = tls ? undefined : this.#options.refusalMessage;
     if (message === undefined) {
       conn.close();
       return;
@@ -696,9 +740,19 @@ export function serve(options: ServeOptions, handler: Handler): Server {
   const signal = checkSignal(options.signal);
   checkFunction(options.onListen, "onListen");
 
-  let listener: Deno.TcpListener;
+  let listener: Listener;
   try {
-    listener = Deno.listen({ hostname, port, tcpBacklog: kernelBacklog });
+    const { tls } = settings;
+    listener = tls
+      ? Deno.listenTls({
+        hostname,
+        port,
+        tcpBacklog: kernelBacklog,
+        cert: tls.cert,
+        key: tls.key,
+        alpnProtocols: tls.alpnProtocols,
+      })
+      : Deno.listen({ hostname, port, tcpBacklog: kernelBacklog });
   } catch (error) {
     throw fromRuntimeError(error, { op: "bind", host: hostname, port });
   }
@@ -738,8 +792,12 @@ function serverSettings(options: ServeOptions): ServerSettings {
     onRefused: callback(options.onRefused, "onRefused"),
     onError: callback(options.onError, "onError"),
     connection: connectionSettings(options),
+    tls: serverTlsSettings(options.tls),
   };
 }
+
+/** A plain or a TLS listener: accepted connections are handled alike. */
+type Listener = Deno.TcpListener | Deno.TlsListener;
 
 let systemBacklog: number | undefined;
 
