@@ -20,9 +20,9 @@
  * | C11 any port, 0 | C11 | address_test validatePort/parsePort; server_test options; cli_test bad input |
  * | C12 bind '' | C12 | server_test hostname checks |
  * | C13 bind 127.0.0.1 | C13 | connect_test eyeballs (127.0.0.3 silent) |
- * | C14 listen(5) | C14 | server_test backlog/concurrency; faults_test flood; interop_test --busy; cli_test serve refusals |
- * | C15 serve forever, abort | C15 | server_test shutdown/abort/handlerTimeout; faults_test shutdown under load, churn; cli_test graceful stop |
- * | C16 printed lines | C16 | cli_test serve; examples_test server.ts |
+ * | C14 listen(5) | C14 | server_test backlog/concurrency; faults_test flood; interop_test --busy; cli_serve_test refusals |
+ * | C15 serve forever, abort | C15 | server_test shutdown/abort/handlerTimeout; faults_test shutdown under load, churn; cli_serve_test graceful stop |
+ * | C16 printed lines | C16 | cli_serve_test; examples_test server.ts |
  * | C17 telnet | C17 | cli_test telnet; interop_test telnet, Python server |
  * | C18 recv(1024) | C18 | connection_test recv/recvInto/recvAll; cli_test client |
  * | C19 two processes, UTF-8 | C19 (two) | examples_test server/client, demo; interop_test Python client; connection_test UTF-8 |
