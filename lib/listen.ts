@@ -14,7 +14,13 @@ import { type AccessRules, isAllowed, parseCidr } from "./_cidr.ts";
 import type { Connection } from "./connection.ts";
 import { InvalidArgumentError, type SocketError } from "./errors.ts";
 import { pipe, type PipeResult } from "./_pipe.ts";
-import { type ConnectionInfo, serve, type Server } from "./server.ts";
+import {
+  type ConnectionInfo,
+  serve,
+  type Server,
+  type ServerStats,
+} from "./server.ts";
+import type { ServeTlsOptions } from "./tls.ts";
 import {
   checkCount,
   checkDuration,
@@ -48,14 +54,17 @@ export interface ListenClient {
 /**
  * What happened, for a trace: a client `connected` (it is piped from
  * now), was `refused` (past `maxConns`, or a second client without
- * `keepOpen`), `denied` (by `allow`/`deny`), `dropped` (it stayed more
- * than `queueBytes` behind for `stallTimeout`: it is then `closed` too), or `closed` (its pipe
- * ended: bytes each way, and the connection's failure, if any).
+ * `keepOpen`), `denied` (by `allow`/`deny`), `failed` (its TLS handshake
+ * failed or stalled: it was never piped), `dropped` (it stayed more than
+ * `queueBytes` behind for `stallTimeout`: it is then `closed` too), or
+ * `closed` (its pipe ended: bytes each way, and the connection's failure,
+ * if any).
  */
 export type ListenEvent =
   | { event: "connected"; client: ListenClient }
   | { event: "refused"; client: ListenClient; maxConns: number }
   | { event: "denied"; client: ListenClient }
+  | { event: "failed"; client: ListenClient; error: Error }
   | { event: "dropped"; client: ListenClient; queued: number }
   | {
     event: "closed";
@@ -129,6 +138,14 @@ export interface ListenOptions {
    * @default {1000}
    */
   stallTimeout?: number;
+  /**
+   * Serves TLS (`ncat --ssl -l`), as {@linkcode serve}'s `tls`: each
+   * client's handshake runs before it is piped, within
+   * `tls.handshakeTimeout`; a client whose handshake fails or stalls is
+   * closed, counted in `failed` with a `failed` event, and the listener
+   * goes on waiting (with or without `keepOpen`).
+   */
+  tls?: ServeTlsOptions;
   /** The bytes to send. @default {Deno.stdin} */
   stdin?: ListenInput;
   /**
@@ -149,6 +166,8 @@ export interface ListenStats {
   accepted: number;
   /** Clients piped and done (dropped ones included). */
   served: number;
+  /** Clients whose TLS handshake failed or stalled (never piped). */
+  failed: number;
   /** Clients turned away past `maxConns` (or while one is served). */
   refused: number;
   /** Clients turned away by `allow`/`deny`. */
@@ -231,7 +250,7 @@ export class Listener implements AsyncDisposable {
 
   /** A snapshot of the counters. */
   get stats(): ListenStats {
-    return this.#hub.stats(this.#server.stats.refused);
+    return this.#hub.stats(this.#server.stats);
   }
 
   /**
@@ -307,6 +326,7 @@ export function listen(options: ListenOptions = {}): Listener {
     hostname: options.hostname,
     port: options.port,
     idleTimeout: options.idleTimeout,
+    tls: options.tls,
     // Past maxConns (one without keepOpen), refused at once: no client
     // ever waits unseen.
     concurrency: settings.keepOpen ? settings.maxConns : 1,
@@ -317,8 +337,14 @@ export function listen(options: ListenOptions = {}): Listener {
         client: clientOf(info),
         maxConns: settings.keepOpen ? settings.maxConns : 1,
       }),
-    // Handlers report through their events; nothing to print here.
-    onError: () => {},
+    // A handler never throws (the pipe reports through "closed"): what
+    // fails here is a TLS handshake, before the client is piped.
+    onError: (error, info) =>
+      settings.onEvent({
+        event: "failed",
+        client: clientOf(info),
+        error: error instanceof Error ? error : new Error(String(error)),
+      }),
   }, (conn, info) => hub.serve(conn, info));
   hub.attach(server);
   const listener = new Listener(server, hub);
@@ -433,7 +459,7 @@ interface Peer {
 class Hub {
   readonly #s: Settings;
   readonly #peers = new Set<Peer>();
-  readonly #counts = { accepted: 0, served: 0, denied: 0, dropped: 0 };
+  readonly #counts = { served: 0, denied: 0, dropped: 0 };
   readonly #result: Omit<ListenResult, "stats"> = {
     sent: 0,
     received: 0,
@@ -459,25 +485,24 @@ class Hub {
     this.#server = server;
   }
 
-  stats(refused: number): ListenStats {
+  /** The listener's counters, from the server's and the hub's own. */
+  stats(server: ServerStats): ListenStats {
     return {
       ...this.#counts,
-      accepted: this.#counts.accepted + refused,
-      refused,
+      accepted: server.accepted,
+      failed: server.failed,
+      refused: server.refused,
       active: this.#peers.size,
     };
   }
 
   result(): ListenResult {
-    return {
-      ...this.#result,
-      stats: this.stats(this.#server?.stats.refused ?? 0),
-    };
+    // deno-lint-ignore no-non-null-assertion -- attached before any client
+    return { ...this.#result, stats: this.stats(this.#server!.stats) };
   }
 
   /** The handler of every admitted connection. */
   async serve(conn: Connection, info: ConnectionInfo): Promise<void> {
-    this.#counts.accepted++;
     const client = clientOf(info);
     if (!isAllowed(this.#s.rules, info.remoteAddr.address)) {
       this.#counts.denied++;
