@@ -974,7 +974,7 @@ Deno.test({
     });
     try {
       // A plain client never starts its handshake: failed at the deadline.
-      await using stalled = await Client.open(listener.addr.port);
+      await using _stalled = await Client.open(listener.addr.port);
       // Its socket is not closed then: Deno 2.9's TLS stream keeps the
       // TCP socket while the handshake waits for the ClientHello, even
       // after close() (the handshake rejects as Interrupted); it goes when
