@@ -16,6 +16,7 @@ import { InvalidArgumentError, type SocketError } from "./errors.ts";
 import { pipe, type PipeResult } from "./_pipe.ts";
 import {
   type ConnectionInfo,
+  type RefusalReason,
   serve,
   type Server,
   type ServerStats,
@@ -109,7 +110,11 @@ export interface ListenOptions {
    * @default {100}
    */
   maxConns?: number;
-  /** Clients allowed, as CIDR ranges or addresses: all when absent. */
+  /**
+   * Clients allowed, as CIDR ranges or addresses: all when absent. The
+   * others are refused at once, through `serve()`'s `admit` (before they
+   * take a slot, or a TLS handshake), counted in `denied`.
+   */
   allow?: string[];
   /** Clients refused, as CIDR ranges or addresses; wins over `allow`. */
   deny?: string[];
@@ -170,7 +175,7 @@ export interface ListenStats {
   failed: number;
   /** Clients turned away past `maxConns` (or while one is served). */
   refused: number;
-  /** Clients turned away by `allow`/`deny`. */
+  /** Clients turned away by `allow`/`deny` (not in `refused`). */
   denied: number;
   /** Clients dropped for falling behind. */
   dropped: number;
@@ -331,12 +336,11 @@ export function listen(options: ListenOptions = {}): Listener {
     // ever waits unseen.
     concurrency: settings.keepOpen ? settings.maxConns : 1,
     backlog: 0,
-    onRefused: (info) =>
-      settings.onEvent({
-        event: "refused",
-        client: clientOf(info),
-        maxConns: settings.keepOpen ? settings.maxConns : 1,
-      }),
+    // Outside allow/deny: refused before it takes a slot (or a handshake).
+    admit: settings.rules.allow.length + settings.rules.deny.length > 0
+      ? (info) => isAllowed(settings.rules, info.remoteAddr.address)
+      : undefined,
+    onRefused: (info, reason) => hub.refused(info, reason),
     // A handler never throws (the pipe reports through "closed"): what
     // fails here is a TLS handshake, before the client is piped.
     onError: (error, info) =>
@@ -491,7 +495,8 @@ class Hub {
       ...this.#counts,
       accepted: server.accepted,
       failed: server.failed,
-      refused: server.refused,
+      // The server counts denials as refusals; listen tells them apart.
+      refused: server.refused - this.#counts.denied,
       active: this.#peers.size,
     };
   }
@@ -501,17 +506,27 @@ class Hub {
     return { ...this.#result, stats: this.stats(this.#server!.stats) };
   }
 
-  /** The handler of every admitted connection. */
-  async serve(conn: Connection, info: ConnectionInfo): Promise<void> {
+  /** A client the server refused: denied by the rules, or past maxConns. */
+  refused(info: ConnectionInfo, reason: RefusalReason): void {
     const client = clientOf(info);
-    if (!isAllowed(this.#s.rules, info.remoteAddr.address)) {
+    if (reason === "admit") {
       this.#counts.denied++;
       this.#s.onEvent({ event: "denied", client });
       return;
     }
+    const { keepOpen, maxConns } = this.#s;
+    this.#s.onEvent({
+      event: "refused",
+      client,
+      maxConns: keepOpen ? maxConns : 1,
+    });
+  }
+
+  /** The handler of every admitted connection. */
+  async serve(conn: Connection, info: ConnectionInfo): Promise<void> {
     if (this.#stopped) return;
     const peer: Peer = {
-      client,
+      client: clientOf(info),
       conn,
       queue: new Queue(this.#s.queueBytes),
       dropped: false,

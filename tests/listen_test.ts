@@ -462,24 +462,41 @@ Deno.test("listen(): broker: a client that does not read is dropped, the others 
   }
 });
 
-Deno.test("listen(): allow and deny refuse at once, counted", async () => {
-  const { onEvent, next } = recorder();
+Deno.test("listen(): a denied client is refused before it takes a slot, counted apart", async () => {
+  const { onEvent, next, events } = recorder();
   const stdin = new TestInput();
+  // "::" takes IPv6 and IPv4 clients: ::1 is allowed, 127.0.0.1 denied.
   const listener = listen({
-    hostname: "127.0.0.1",
+    hostname: "::",
     keepOpen: true,
-    allow: ["127.0.0.0/8"],
-    deny: ["127.0.0.1"],
+    maxConns: 1,
+    deny: ["127.0.0.0/8"],
     stdin,
     stdout: new TestOutput(),
     onEvent,
   });
   try {
+    const allowed = new Client(
+      await within(
+        Deno.connect({ hostname: "::1", port: listener.addr.port }),
+        PROMPT_MS,
+        "connect on ::1",
+      ),
+    );
+    await using _allowed = allowed;
+    await next("connected");
+    // The only slot is taken: a denied client is still "denied" (the rule
+    // is consulted first), never "refused" past maxConns.
     await using denied = await Client.open(listener.addr.port);
     await within(denied.ended, REFUSAL_MS, "the refusal");
     await next("denied");
-    assert.equal(listener.stats.denied, 1);
-    assert.equal(listener.stats.served, 0);
+    assert.deepEqual(events.map((e) => e.event), ["connected", "denied"]);
+    const { accepted, served, failed, refused, denied: n, active } =
+      listener.stats;
+    assert.deepEqual(
+      { accepted, served, failed, refused, denied: n, active },
+      { accepted: 2, served: 0, failed: 0, refused: 0, denied: 1, active: 1 },
+    );
   } finally {
     stdin.end();
     await within(listener.shutdown(), PROMPT_MS, "shutdown");
@@ -757,7 +774,7 @@ Deno.test("listen --allow/--deny: clients outside refused at once, counted", asy
       assert.match(
         proc.stderr,
         verdict === "denied"
-          ? /denied 1/
+          ? /accepted 1, served 0, failed 0, refused 0, denied 1/
           : /served 1, failed 0, refused 0, denied 0/,
       );
     });
