@@ -88,8 +88,10 @@ Options:
 
 ${SERVER_TLS_HELP}
   A client whose handshake fails or stalls (a wrong CA on its side, no
-  TLS at all) is closed, counted as failed with one line on stderr, and
-  listen goes on waiting, with or without --keep-open.
+  TLS at all) is counted as failed with one line on stderr and gives its
+  place back; listen goes on waiting, with or without --keep-open. A
+  client's close without TLS close_notify (ncat --ssl does that) is its
+  end, as with nc: everything it sent before is written out.
 
 With --keep-open, Ctrl-C (SIGINT) or SIGTERM closes every client, prints
 one line of counters and exits 0.
