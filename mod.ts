@@ -90,6 +90,7 @@ export {
 export {
   type ConnectionInfo,
   type Handler,
+  type RefusalReason,
   serve,
   type ServeOptions,
   type Server,

@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { markdown, type Row, svg } from "./lib/report.ts";
 import { Peer, run, runPipeline, which } from "./lib/process.ts";
+import { type Certs, makeCerts } from "../tests/fixtures/certs.ts";
 
 const GREETING = "Thank you for connecting";
 const HERE = fileURLToPath(new URL(".", import.meta.url));
@@ -36,6 +37,9 @@ interface Settings {
   pipeBytes: number;
   burstCount: number;
   busyMillis: number;
+  /** Seconds of handshakes per server (openssl s_time -time). */
+  tlsSeconds: number;
+  tlsBytes: number;
 }
 
 function settings(args: string[]): Settings {
@@ -62,6 +66,8 @@ function settings(args: string[]): Settings {
       pipeBytes: 32 * MIB,
       burstCount: 100,
       busyMillis: 100,
+      tlsSeconds: 1,
+      tlsBytes: 32 * MIB,
     }
     : {
       quick,
@@ -74,6 +80,8 @@ function settings(args: string[]): Settings {
       pipeBytes: GIB,
       burstCount: 1000,
       busyMillis: 300,
+      tlsSeconds: 3,
+      tlsBytes: 256 * MIB,
     };
 }
 
@@ -109,6 +117,8 @@ interface Tools {
   iperf3?: string;
   nc?: string;
   socat?: string;
+  openssl?: string;
+  ncat?: string;
   bin?: { loadgen: string; greet: string; bulk: string };
   ccError?: string;
   telnet?: boolean;
@@ -123,6 +133,8 @@ async function findTools(tmp: string): Promise<Tools> {
     iperf3: await which("iperf3"),
     nc: await which("nc"),
     socat: await which("socat"),
+    openssl: await which("openssl"),
+    ncat: await which("ncat"),
   };
   if (tools.cc) {
     try {
@@ -902,6 +914,172 @@ async function cliAdmission(s: Settings, tools: Tools): Promise<Row> {
   };
 }
 
+// 6. TLS ----------------------------------------------------------------------
+
+/**
+ * Full handshakes per second, one after another, by `openssl s_time -new`
+ * (a new session each time, no resumption) against a server: the count it
+ * reports over the wall time of its run.
+ */
+async function handshakeRate(
+  s: Settings,
+  tools: Tools,
+  certs: Certs,
+  [command, args]: [string, string[]],
+  ready: RegExp,
+): Promise<number> {
+  // s_server ends at the end of its stdin: a pipe kept open.
+  await using server = new Peer(command, args, { stdin: true });
+  const [, port] = await server.waitFor(ready);
+  const drained = server.out.drain().catch(() => {});
+  const start = performance.now();
+  const out = await run(tools.openssl!, [
+    "s_time",
+    "-connect",
+    `127.0.0.1:${port}`,
+    "-new",
+    "-time",
+    String(s.tlsSeconds),
+    "-CAfile",
+    join(certs.dir, "ca.pem"),
+  ]);
+  const seconds = (performance.now() - start) / 1000;
+  await server.stop();
+  await drained;
+  const count = Number(out.match(/(\d+) connections in [\d.]+s/)?.[1]);
+  if (!(count > 0)) throw new Error(`s_time: no connections: ${out.trim()}`);
+  return count / seconds;
+}
+
+/** BYTES of zeros through `client` over TLS to a Deno TLS sink. */
+async function tlsPipeOnce(
+  s: Settings,
+  certs: Certs,
+  client: (port: number) => string,
+): Promise<number> {
+  await using sink = new Peer(DENO, [
+    "run",
+    "-A",
+    join(PEERS, "tls_sink.ts"),
+    join(certs.dir, "srv.pem"),
+    join(certs.dir, "srv.key"),
+  ], {});
+  const port = await listening(sink);
+  await runPipeline(
+    `head -c ${s.tlsBytes} /dev/zero | ${client(port)} > /dev/null`,
+  );
+  const done = await sink.waitFor(/^bytes (\d+) seconds ([\d.]+)$/);
+  const { bytes, seconds } = parseBytesSeconds(done[0]);
+  if (bytes !== s.tlsBytes) {
+    throw new Error(`TLS pipe: moved ${bytes} of ${s.tlsBytes} bytes`);
+  }
+  await sink.exited();
+  return gibps(bytes, seconds);
+}
+
+async function tls(s: Settings, tools: Tools): Promise<Row[]> {
+  const hsMeasure =
+    "TLS handshakes/s, one at a time: cli.ts serve --tls vs openssl s_server";
+  const bulkMeasure =
+    "TLS bulk, stdin → socket: cli.ts telnet --tls vs ncat --ssl";
+  if (!tools.openssl) {
+    const skipped = "openssl not found (certificates and s_time)";
+    return [
+      { id: "6a", measure: hsMeasure, skipped },
+      { id: "6b", measure: bulkMeasure, skipped },
+    ];
+  }
+  const certs = await makeCerts();
+  try {
+    return [
+      await handshakeRow(s, tools, certs, hsMeasure),
+      await tlsBulkRow(s, tools, certs, bulkMeasure),
+    ];
+  } finally {
+    await Deno.remove(certs.dir, { recursive: true });
+  }
+}
+
+async function handshakeRow(
+  s: Settings,
+  tools: Tools,
+  certs: Certs,
+  measure: string,
+): Promise<Row> {
+  const cert = join(certs.dir, "srv.pem");
+  const key = join(certs.dir, "srv.key");
+  const cli: [string, string[]] = [DENO, [
+    "run",
+    "-A",
+    join(ROOT, "cli.ts"),
+    "serve",
+    ...["--tls", "--cert", cert, "--key", key],
+    ...["--hostname", "127.0.0.1", "--port", "0"],
+  ]];
+  const sServer: [string, string[]] = [tools.openssl!, [
+    "s_server",
+    ...["-accept", "127.0.0.1:0", "-cert", cert, "-key", key, "-www"],
+  ]];
+  const mine: number[] = [];
+  const theirs: number[] = [];
+  for (let round = 0; round < s.rounds; round++) {
+    mine.push(await handshakeRate(s, tools, certs, cli, CLI_READY));
+    theirs.push(
+      await handshakeRate(s, tools, certs, sServer, /^ACCEPT .*:(\d+)$/),
+    );
+  }
+  const rate = (v: number) => `${int(v)} handshakes/s`;
+  return {
+    id: "6a",
+    measure,
+    figure: rate(median(mine)),
+    baseline: rate(median(theirs)),
+    ratio: median(mine) / median(theirs),
+    note: [
+      `openssl s_time -new for ${s.tlsSeconds} s against each, TLS 1.3, ` +
+      `P-256 certificate; serve greets and closes, s_server -www waits ` +
+      `for a request that never comes; no goal set (issue 13)`,
+      spread(mine.map((v, i) => v / theirs[i])),
+    ].filter(Boolean).join("; "),
+  };
+}
+
+async function tlsBulkRow(
+  s: Settings,
+  tools: Tools,
+  certs: Certs,
+  measure: string,
+): Promise<Row> {
+  if (!tools.ncat) return { id: "6b", measure, skipped: "ncat not found" };
+  const ca = join(certs.dir, "ca.pem");
+  const telnet = (port: number) =>
+    `"${DENO}" run -A "${
+      join(ROOT, "cli.ts")
+    }" telnet --tls --ca "${ca}" localhost ${port} 2>/dev/null`;
+  const ncat = (port: number) =>
+    `ncat --ssl --ssl-verify --ssl-trustfile "${ca}" localhost ${port}`;
+  const mine: number[] = [];
+  const theirs: number[] = [];
+  for (let round = 0; round < s.rounds; round++) {
+    mine.push(await tlsPipeOnce(s, certs, telnet));
+    theirs.push(await tlsPipeOnce(s, certs, ncat));
+  }
+  const gib = (v: number) => `${v.toFixed(2)} GiB/s`;
+  const size = `${s.tlsBytes / MIB} MiB`;
+  return {
+    id: "6b",
+    measure,
+    figure: gib(median(mine)),
+    baseline: gib(median(theirs)),
+    ratio: median(mine) / median(theirs),
+    note: [
+      `${size} of zeros from head -c to a Deno TLS sink (the same for ` +
+      `both, its decryption on the same 2 cores); no goal set (issue 13)`,
+      spread(mine.map((v, i) => v / theirs[i])),
+    ].filter(Boolean).join("; "),
+  };
+}
+
 // The run -------------------------------------------------------------------
 
 async function machine(tools: Tools, s: Settings): Promise<string[]> {
@@ -944,6 +1122,7 @@ async function main(): Promise<void> {
       ["3", manyConnections],
       ["4", cliPipe],
       ["5", admission],
+      ["6", tls],
     ];
     for (const [id, section] of sections) {
       const t0 = performance.now();

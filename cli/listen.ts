@@ -8,6 +8,7 @@
 
 import { formatAddress, type NetAddress } from "../lib/address.ts";
 import { isReset } from "../lib/_pipe.ts";
+import type { SocketError } from "../lib/errors.ts";
 import {
   listen,
   type ListenClient,
@@ -27,6 +28,8 @@ import {
   stringOption,
   UsageError,
 } from "./_common.ts";
+import { SERVER_TLS_HELP, SERVER_TLS_OPTIONS, serverTlsFlags } from "./_tls.ts";
+import type { ServeTlsOptions } from "../lib/tls.ts";
 
 /** The help text of `listen`. */
 export const LISTEN_HELP =
@@ -41,6 +44,8 @@ goes to stderr, so stdout carries only the client's bytes:
 
   cli.ts listen -p 9000 > file          receive a file (nc -N HOST 9000 < file)
   cli.ts listen -k --broker -p 9000     a chat room (ncat HOST 9000 to join)
+  deno run -N -R cli.ts listen --tls --cert srv.pem --key srv.key -p 9000 > file
+                                        receive over TLS (ncat --ssl HOST 9000)
 
 Options:
   -p, --port P        the port to listen on; 0 (the default) for any free
@@ -75,11 +80,18 @@ Options:
   --json              one JSON object per line on stdout instead of the
                       bytes: "listening", "connected", "data" (with the
                       exact bytes in "base64" next to "text"), "closed",
-                      "refused", "denied", "dropped", "stopped"
+                      "refused", "denied", "failed", "dropped", "stopped"
   -v, --verbose       the trace on stderr (the default)
   -q, --quiet         no trace: only errors and dropped clients
   --debug             print the stack of an error
   -h, --help          this help
+
+${SERVER_TLS_HELP}
+  A client whose handshake fails or stalls (a wrong CA on its side, no
+  TLS at all) is counted as failed with one line on stderr and gives its
+  place back; listen goes on waiting, with or without --keep-open. A
+  client's close without TLS close_notify (ncat --ssl does that) is its
+  end, as with nc: everything it sent before is written out.
 
 With --keep-open, Ctrl-C (SIGINT) or SIGTERM closes every client, prints
 one line of counters and exits 0.
@@ -105,6 +117,7 @@ interface Settings {
   queueBytes: number | undefined;
   json: boolean;
   trace: boolean;
+  tls: ServeTlsOptions | undefined;
 }
 
 const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
@@ -129,9 +142,11 @@ export const listenCommand: Command = {
     json: { type: "boolean" },
     verbose: { type: "boolean", short: "v" },
     quiet: { type: "boolean", short: "q" },
+    ...SERVER_TLS_OPTIONS,
   },
   positionals: 1,
-  run: ({ values, positionals }) => run(settings(values, positionals)),
+  run: async ({ values, positionals }) =>
+    run(await settings(values, positionals)),
 };
 
 /** `--allow 10.0.0.0/8,::1 --allow …`: every range given, in order. */
@@ -140,10 +155,10 @@ function ranges(value: ParsedArgs["values"][string]): string[] {
   return given.flatMap((v) => v.split(",")).filter((v) => v !== "");
 }
 
-function settings(
+async function settings(
   values: ParsedArgs["values"],
   positionals: string[],
-): Settings {
+): Promise<Settings> {
   const option = (name: string) => stringOption(values, name);
   const hostnameText = option("hostname") ?? "";
   // "listen 9000", as "nc -l 9000".
@@ -162,6 +177,13 @@ function settings(
   }
   const idleText = option("idle-timeout");
   const queueText = option("queue-bytes");
+  const handshakeText = option("handshake-timeout");
+  const tls = await serverTlsFlags(
+    values,
+    handshakeText === undefined
+      ? undefined
+      : msArg(handshakeText, "handshake-timeout"),
+  );
   return {
     hostname: hostnameText === "" ? "" : hostArg(hostnameText),
     port: portArg(portText, true),
@@ -182,6 +204,7 @@ function settings(
       : integerArg(queueText, "queue-bytes", 1),
     json: values.json === true,
     trace: values.quiet !== true && values.json !== true,
+    tls,
   };
 }
 
@@ -198,6 +221,7 @@ async function run(s: Settings): Promise<number> {
     recvOnly: s.recvOnly,
     idleTimeout: s.idleTimeout,
     queueBytes: s.queueBytes,
+    tls: s.tls,
     stdout: s.json ? jsonOutput : Deno.stdout,
     onEvent: (event) => report(event, s),
   });
@@ -238,15 +262,25 @@ function outcome(result: ListenResult): number {
   }
   const error = result.connectionError;
   if (error === undefined) return result.stdinError ? 1 : 0;
-  return isReset(error) && !result.stdinError ? 0 : 1;
+  return isPeerEnd(error) && !result.stdinError ? 0 : 1;
+}
+
+/**
+ * The peer ended the connection in a way nc users call an end: a reset
+ * (nc exits 0 then), or over TLS a close without close_notify, which
+ * `ncat --ssl` clients do at the end of their input (ncat -l takes it as
+ * the end too; everything received before was written out).
+ */
+function isPeerEnd(error: SocketError): boolean {
+  return isReset(error) || error.cause instanceof Deno.errors.UnexpectedEof;
 }
 
 function stopped(result: ListenResult, s: Settings): void {
-  const { accepted, served, refused, denied, dropped } = result.stats;
+  const { accepted, served, failed, refused, denied, dropped } = result.stats;
   if (s.json) printJson({ event: "stopped", ...result.stats });
   else if (s.trace) {
     printError(
-      `listen stopped: accepted ${accepted}, served ${served}, refused ${refused}, denied ${denied}, dropped ${dropped}`,
+      `listen stopped: accepted ${accepted}, served ${served}, failed ${failed}, refused ${refused}, denied ${denied}, dropped ${dropped}`,
     );
   }
 }
@@ -269,7 +303,7 @@ function report(event: ListenEvent, s: Settings): void {
       event: name,
       ...peer(client),
       ...rest,
-      ...(error ? { error: { code: error.code, message: error.message } } : {}),
+      ...(error ? { error: errorJson(error) } : {}),
     });
     return;
   }
@@ -288,6 +322,10 @@ function report(event: ListenEvent, s: Settings): void {
     case "denied":
       if (s.trace) printError(`Denied connection from ${from}: not allowed`);
       return;
+    case "failed":
+      // Always said, as serve says it: a client could not be served.
+      printError(`Failed connection from ${from}: ${event.error.message}`);
+      return;
     case "dropped":
       // Always said: the client lost bytes.
       printError(
@@ -295,13 +333,18 @@ function report(event: ListenEvent, s: Settings): void {
       );
       return;
     case "closed":
-      if (event.error && !isReset(event.error)) {
+      if (event.error && !isPeerEnd(event.error)) {
         printError(event.error.message);
       } else if (s.trace && s.keepOpen) {
         printError(`Connection from ${from} closed.`);
       }
       return;
   }
+}
+
+function errorJson(error: Error): Record<string, unknown> {
+  const code = "code" in error ? error.code : undefined;
+  return { code, message: error.message };
 }
 
 /** For --json: each client's bytes as "data" events. */

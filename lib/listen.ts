@@ -14,7 +14,14 @@ import { type AccessRules, isAllowed, parseCidr } from "./_cidr.ts";
 import type { Connection } from "./connection.ts";
 import { InvalidArgumentError, type SocketError } from "./errors.ts";
 import { pipe, type PipeResult } from "./_pipe.ts";
-import { type ConnectionInfo, serve, type Server } from "./server.ts";
+import {
+  type ConnectionInfo,
+  type RefusalReason,
+  serve,
+  type Server,
+  type ServerStats,
+} from "./server.ts";
+import type { ServeTlsOptions } from "./tls.ts";
 import {
   checkCount,
   checkDuration,
@@ -48,14 +55,17 @@ export interface ListenClient {
 /**
  * What happened, for a trace: a client `connected` (it is piped from
  * now), was `refused` (past `maxConns`, or a second client without
- * `keepOpen`), `denied` (by `allow`/`deny`), `dropped` (it stayed more
- * than `queueBytes` behind for `stallTimeout`: it is then `closed` too), or `closed` (its pipe
- * ended: bytes each way, and the connection's failure, if any).
+ * `keepOpen`), `denied` (by `allow`/`deny`), `failed` (its TLS handshake
+ * failed or stalled: it was never piped), `dropped` (it stayed more than
+ * `queueBytes` behind for `stallTimeout`: it is then `closed` too), or
+ * `closed` (its pipe ended: bytes each way, and the connection's failure,
+ * if any).
  */
 export type ListenEvent =
   | { event: "connected"; client: ListenClient }
   | { event: "refused"; client: ListenClient; maxConns: number }
   | { event: "denied"; client: ListenClient }
+  | { event: "failed"; client: ListenClient; error: Error }
   | { event: "dropped"; client: ListenClient; queued: number }
   | {
     event: "closed";
@@ -100,7 +110,11 @@ export interface ListenOptions {
    * @default {100}
    */
   maxConns?: number;
-  /** Clients allowed, as CIDR ranges or addresses: all when absent. */
+  /**
+   * Clients allowed, as CIDR ranges or addresses: all when absent. The
+   * others are refused at once, through `serve()`'s `admit` (before they
+   * take a slot, or a TLS handshake), counted in `denied`.
+   */
   allow?: string[];
   /** Clients refused, as CIDR ranges or addresses; wins over `allow`. */
   deny?: string[];
@@ -129,6 +143,14 @@ export interface ListenOptions {
    * @default {1000}
    */
   stallTimeout?: number;
+  /**
+   * Serves TLS (`ncat --ssl -l`), as {@linkcode serve}'s `tls`: each
+   * client's handshake runs before it is piped, within
+   * `tls.handshakeTimeout`; a client whose handshake fails or stalls is
+   * closed, counted in `failed` with a `failed` event, and the listener
+   * goes on waiting (with or without `keepOpen`).
+   */
+  tls?: ServeTlsOptions;
   /** The bytes to send. @default {Deno.stdin} */
   stdin?: ListenInput;
   /**
@@ -149,9 +171,11 @@ export interface ListenStats {
   accepted: number;
   /** Clients piped and done (dropped ones included). */
   served: number;
+  /** Clients whose TLS handshake failed or stalled (never piped). */
+  failed: number;
   /** Clients turned away past `maxConns` (or while one is served). */
   refused: number;
-  /** Clients turned away by `allow`/`deny`. */
+  /** Clients turned away by `allow`/`deny` (not in `refused`). */
   denied: number;
   /** Clients dropped for falling behind. */
   dropped: number;
@@ -231,7 +255,7 @@ export class Listener implements AsyncDisposable {
 
   /** A snapshot of the counters. */
   get stats(): ListenStats {
-    return this.#hub.stats(this.#server.stats.refused);
+    return this.#hub.stats(this.#server.stats);
   }
 
   /**
@@ -307,18 +331,24 @@ export function listen(options: ListenOptions = {}): Listener {
     hostname: options.hostname,
     port: options.port,
     idleTimeout: options.idleTimeout,
+    tls: options.tls,
     // Past maxConns (one without keepOpen), refused at once: no client
     // ever waits unseen.
     concurrency: settings.keepOpen ? settings.maxConns : 1,
     backlog: 0,
-    onRefused: (info) =>
+    // Outside allow/deny: refused before it takes a slot (or a handshake).
+    admit: settings.rules.allow.length + settings.rules.deny.length > 0
+      ? (info) => isAllowed(settings.rules, info.remoteAddr.address)
+      : undefined,
+    onRefused: (info, reason) => hub.refused(info, reason),
+    // A handler never throws (the pipe reports through "closed"): what
+    // fails here is a TLS handshake, before the client is piped.
+    onError: (error, info) =>
       settings.onEvent({
-        event: "refused",
+        event: "failed",
         client: clientOf(info),
-        maxConns: settings.keepOpen ? settings.maxConns : 1,
+        error: error instanceof Error ? error : new Error(String(error)),
       }),
-    // Handlers report through their events; nothing to print here.
-    onError: () => {},
   }, (conn, info) => hub.serve(conn, info));
   hub.attach(server);
   const listener = new Listener(server, hub);
@@ -433,7 +463,7 @@ interface Peer {
 class Hub {
   readonly #s: Settings;
   readonly #peers = new Set<Peer>();
-  readonly #counts = { accepted: 0, served: 0, denied: 0, dropped: 0 };
+  readonly #counts = { served: 0, denied: 0, dropped: 0 };
   readonly #result: Omit<ListenResult, "stats"> = {
     sent: 0,
     received: 0,
@@ -459,34 +489,44 @@ class Hub {
     this.#server = server;
   }
 
-  stats(refused: number): ListenStats {
+  /** The listener's counters, from the server's and the hub's own. */
+  stats(server: ServerStats): ListenStats {
     return {
       ...this.#counts,
-      accepted: this.#counts.accepted + refused,
-      refused,
+      accepted: server.accepted,
+      failed: server.failed,
+      // The server counts denials as refusals; listen tells them apart.
+      refused: server.refused - this.#counts.denied,
       active: this.#peers.size,
     };
   }
 
   result(): ListenResult {
-    return {
-      ...this.#result,
-      stats: this.stats(this.#server?.stats.refused ?? 0),
-    };
+    // deno-lint-ignore no-non-null-assertion -- attached before any client
+    return { ...this.#result, stats: this.stats(this.#server!.stats) };
   }
 
-  /** The handler of every admitted connection. */
-  async serve(conn: Connection, info: ConnectionInfo): Promise<void> {
-    this.#counts.accepted++;
+  /** A client the server refused: denied by the rules, or past maxConns. */
+  refused(info: ConnectionInfo, reason: RefusalReason): void {
     const client = clientOf(info);
-    if (!isAllowed(this.#s.rules, info.remoteAddr.address)) {
+    if (reason === "admit") {
       this.#counts.denied++;
       this.#s.onEvent({ event: "denied", client });
       return;
     }
+    const { keepOpen, maxConns } = this.#s;
+    this.#s.onEvent({
+      event: "refused",
+      client,
+      maxConns: keepOpen ? maxConns : 1,
+    });
+  }
+
+  /** The handler of every admitted connection. */
+  async serve(conn: Connection, info: ConnectionInfo): Promise<void> {
     if (this.#stopped) return;
     const peer: Peer = {
-      client,
+      client: clientOf(info),
       conn,
       queue: new Queue(this.#s.queueBytes),
       dropped: false,

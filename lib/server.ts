@@ -62,6 +62,12 @@ export type Handler = (
   info: ConnectionInfo,
 ) => void | Promise<void>;
 
+/**
+ * Why a connection was refused: `"admit"` turned it away, the backlog was
+ * full (`"backlog"`), or the server was shutting down (`"shutdown"`).
+ */
+export type RefusalReason = "admit" | "backlog" | "shutdown";
+
 /** Options of {@linkcode serve}. */
 export interface ServeOptions extends ConnectionOptions {
   /**
@@ -159,6 +165,27 @@ export interface ServeOptions extends ConnectionOptions {
    * refusal is there to save.
    */
   tls?: ServeTlsOptions;
+  /**
+   * Decides at once whether a new connection may be served: one it turns
+   * away (`false`) is refused before it takes a handler slot, a place in
+   * the backlog or (with TLS) a handshake, the way a full backlog
+   * refuses (`onRefused` with reason `"admit"`, `refusalMessage`, counted
+   * in `refused`). It runs before the connection is counted; one that
+   * throws refuses too, and the error goes to `onError`.
+   *
+   * @example Refuse every client but 127.0.0.1 (a `::` server's others)
+   * ```ts
+   * import { serve } from "@socket-programming/socket";
+   *
+   * await using server = serve({
+   *   hostname: "127.0.0.1",
+   *   admit: (info) => info.remoteAddr.address === "127.0.0.1",
+   *   refusalMessage: "not from here\n",
+   * }, (conn) => conn.sendAll("hello\n"));
+   * console.log(server.stats.refused); // 0
+   * ```
+   */
+  admit?: (info: ConnectionInfo) => boolean;
   /** Called once, when the server is listening. */
   onListen?: (addr: NetAddress) => void;
   /** Called when the server accepts a connection, before it waits or runs. */
@@ -168,8 +195,11 @@ export interface ServeOptions extends ConnectionOptions {
    * with TLS, once the handshake has succeeded.
    */
   onConnection?: (info: ConnectionInfo) => void;
-  /** Called when a connection is refused because the backlog is full. */
-  onRefused?: (info: ConnectionInfo) => void;
+  /**
+   * Called when a connection is refused: `admit` turned it away, the
+   * backlog was full, or at shutdown.
+   */
+  onRefused?: (info: ConnectionInfo, reason: RefusalReason) => void;
   /**
    * Called when a handler throws or times out. Prints one line to stderr
    * when not given.
@@ -185,7 +215,7 @@ export interface ServerStats {
   served: number;
   /** Handlers that threw or timed out. */
   failed: number;
-  /** Connections turned away: the backlog was full, or at shutdown. */
+  /** Connections turned away: by `admit`, the backlog was full, or at shutdown. */
   refused: number;
   /** Connections waiting for a handler now. */
   waiting: number;
@@ -207,7 +237,10 @@ interface ServerSettings {
   refusalMessage: Uint8Array | undefined;
   onAccept: ((info: ConnectionInfo) => void) | undefined;
   onConnection: ((info: ConnectionInfo) => void) | undefined;
-  onRefused: ((info: ConnectionInfo) => void) | undefined;
+  onRefused:
+    | ((info: ConnectionInfo, reason: RefusalReason) => void)
+    | undefined;
+  admit: ((info: ConnectionInfo) => boolean) | undefined;
   onError: ((error: unknown, info: ConnectionInfo) => void) | undefined;
   connection: ConnectionSettings;
   tls: ServerTlsSettings | undefined;
@@ -420,22 +453,38 @@ export class Server implements AsyncDisposable {
    * `accepted` equal to the sum of the others.
    */
   #admit(conn: Deno.TcpConn | Deno.TlsConn): void {
-    this.#counts.accepted++;
     const entry = this.#entry(conn);
+    // Before the count: `admit` (and its onError) see stats that add up.
+    const refusal = this.#refusal(entry);
+    this.#counts.accepted++;
     const { onAccept } = this.#options;
-    const refuseAll = this.#stopping &&
-      this.#options.waitingOnShutdown === "refuse";
-    if (!refuseAll && this.#running.size < this.#concurrency) {
+    if (!refusal && this.#running.size < this.#concurrency) {
       this.#running.add(entry);
       if (onAccept) this.#callHook(onAccept, entry.info);
       this.#handle(entry);
-    } else if (!refuseAll && this.#waiting.length < this.#backlog) {
+    } else if (!refusal && this.#waiting.length < this.#backlog) {
       this.#waiting.push(entry);
       if (onAccept) this.#callHook(onAccept, entry.info);
     } else {
       this.#counts.refused++;
       if (onAccept) this.#callHook(onAccept, entry.info);
-      this.#closeRefused(entry);
+      this.#closeRefused(entry, refusal ?? "backlog");
+    }
+  }
+
+  /** Why a new connection is refused whatever the room, if it is. */
+  #refusal(entry: Entry): RefusalReason | undefined {
+    if (this.#stopping && this.#options.waitingOnShutdown === "refuse") {
+      return "shutdown";
+    }
+    const { admit } = this.#options;
+    if (admit === undefined) return undefined;
+    try {
+      return admit(entry.info) ? undefined : "admit";
+    } catch (error) {
+      // Fail closed: a broken rule must not let everyone in.
+      this.#reportError(error, entry.info);
+      return "admit";
     }
   }
 
@@ -595,9 +644,10 @@ export class Server implements AsyncDisposable {
     console.error(`handler failed for ${hostPort(address, port)}: ${text}`);
   }
 
+  /** Refuses a waiting connection, at shutdown. */
   #refuse(entry: Entry): void {
     this.#counts.refused++;
-    this.#closeRefused(entry);
+    this.#closeRefused(entry, "shutdown");
   }
 
   /**
@@ -606,9 +656,9 @@ export class Server implements AsyncDisposable {
    * (what the socket takes at once), so that clients that do not read
    * cannot hold descriptors or the shutdown without bound.
    */
-  #closeRefused({ conn, info, tls }: Entry): void {
+  #closeRefused({ conn, info, tls }: Entry, reason: RefusalReason): void {
     const { onRefused } = this.#options;
-    if (onRefused) this.#callHook(onRefused, info);
+    if (onRefused) this.#callHook((i) => onRefused(i, reason), info);
     // Over TLS the message would cost a handshake: a refusal just closes.
     const message = tls ? undefined : this.#options.refusalMessage;
     if (message === undefined) {
@@ -790,6 +840,7 @@ function serverSettings(options: ServeOptions): ServerSettings {
     onAccept: callback(options.onAccept, "onAccept"),
     onConnection: callback(options.onConnection, "onConnection"),
     onRefused: callback(options.onRefused, "onRefused"),
+    admit: callback(options.admit, "admit"),
     onError: callback(options.onError, "onError"),
     connection: connectionSettings(options),
     tls: serverTlsSettings(options.tls),

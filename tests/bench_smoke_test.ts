@@ -26,6 +26,8 @@ const IDS = [
   "4e",
   "5",
   "5b",
+  "6a",
+  "6b",
 ];
 
 /** The table's rows, by their first cell. */

@@ -19,7 +19,9 @@ import {
   startCli,
 } from "./fixtures/process.ts";
 import { isAllowed, parseCidr, parseIp } from "../lib/_cidr.ts";
-import { InvalidArgumentError } from "../lib/errors.ts";
+import { InvalidArgumentError, type TimeoutError } from "../lib/errors.ts";
+import { connect } from "../lib/connect.ts";
+import { type Certs, makeCerts } from "./fixtures/certs.ts";
 import {
   listen,
   type ListenEvent,
@@ -460,24 +462,41 @@ Deno.test("listen(): broker: a client that does not read is dropped, the others 
   }
 });
 
-Deno.test("listen(): allow and deny refuse at once, counted", async () => {
-  const { onEvent, next } = recorder();
+Deno.test("listen(): a denied client is refused before it takes a slot, counted apart", async () => {
+  const { onEvent, next, events } = recorder();
   const stdin = new TestInput();
+  // "::" takes IPv6 and IPv4 clients: ::1 is allowed, 127.0.0.1 denied.
   const listener = listen({
-    hostname: "127.0.0.1",
+    hostname: "::",
     keepOpen: true,
-    allow: ["127.0.0.0/8"],
-    deny: ["127.0.0.1"],
+    maxConns: 1,
+    deny: ["127.0.0.0/8"],
     stdin,
     stdout: new TestOutput(),
     onEvent,
   });
   try {
+    const allowed = new Client(
+      await within(
+        Deno.connect({ hostname: "::1", port: listener.addr.port }),
+        PROMPT_MS,
+        "connect on ::1",
+      ),
+    );
+    await using _allowed = allowed;
+    await next("connected");
+    // The only slot is taken: a denied client is still "denied" (the rule
+    // is consulted first), never "refused" past maxConns.
     await using denied = await Client.open(listener.addr.port);
     await within(denied.ended, REFUSAL_MS, "the refusal");
     await next("denied");
-    assert.equal(listener.stats.denied, 1);
-    assert.equal(listener.stats.served, 0);
+    assert.deepEqual(events.map((e) => e.event), ["connected", "denied"]);
+    const { accepted, served, failed, refused, denied: n, active } =
+      listener.stats;
+    assert.deepEqual(
+      { accepted, served, failed, refused, denied: n, active },
+      { accepted: 2, served: 0, failed: 0, refused: 0, denied: 1, active: 1 },
+    );
   } finally {
     stdin.end();
     await within(listener.shutdown(), PROMPT_MS, "shutdown");
@@ -503,10 +522,11 @@ async function portOf(proc: Proc): Promise<number> {
 }
 
 async function sha256(path: string): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    "SHA-256",
-    await Deno.readFile(path),
-  );
+  return await sha256Of(await Deno.readFile(path));
+}
+
+async function sha256Of(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new Uint8Array(bytes));
   return Array.from(new Uint8Array(digest), (b) => b.toString(16)).join(":");
 }
 
@@ -689,7 +709,7 @@ Deno.test({
     assert.equal(exit.code, 0, proc.report());
     assert.match(
       proc.stderr,
-      /listen stopped: accepted 3, served 3, refused 0, denied 0, dropped 0/,
+      /listen stopped: accepted 3, served 3, failed 0, refused 0, denied 0, dropped 0/,
     );
   },
 });
@@ -753,7 +773,9 @@ Deno.test("listen --allow/--deny: clients outside refused at once, counted", asy
       assert.equal((await proc.exit(PROMPT_MS)).code, 0);
       assert.match(
         proc.stderr,
-        verdict === "denied" ? /denied 1/ : /served 1, refused 0, denied 0/,
+        verdict === "denied"
+          ? /accepted 1, served 0, failed 0, refused 0, denied 1/
+          : /served 1, failed 0, refused 0, denied 0/,
       );
     });
   }
@@ -831,4 +853,176 @@ Deno.test("listen: usage errors exit 2 with one line", async () => {
     assert.equal(exit.code, 2, `${args.join(" ")}\n${proc.report()}`);
     assert.equal(proc.stderr.trim().split("\n").length, 1, proc.stderr);
   }
+});
+
+// TLS: listen({ tls }) and listen --tls, against ncat --ssl ------------------
+
+/** `listen --tls` with the test's certificate, stdin held open by the test. */
+async function startTlsListen(
+  certs: Certs,
+  args: string[],
+): Promise<{ proc: Proc; port: number }> {
+  const proc = start(DENO, [
+    "run",
+    "-N",
+    "-R",
+    CLI,
+    "listen",
+    "--hostname",
+    "127.0.0.1",
+    "--tls",
+    "--cert",
+    `${certs.dir}/srv.pem`,
+    "--key",
+    `${certs.dir}/srv.key`,
+    ...args,
+  ], { stdin: true, binary: true });
+  return { proc, port: await portOf(proc) };
+}
+
+/** `ncat --ssl --ssl-verify` trusting `ca`, its stdin on a file. */
+function ncatSsl(
+  ca: string,
+  port: number,
+  input: string,
+): Promise<Deno.CommandStatus> {
+  // Not --send-only: that ncat never reads, so the session tickets a TLS
+  // 1.3 server sends stay unread and its close is a reset, which can
+  // discard the end of the upload still in our receive buffer.
+  return new Deno.Command("sh", {
+    args: [
+      "-c",
+      'exec ncat --ssl --ssl-verify --ssl-trustfile "$0" localhost "$1" < "$2"',
+      ca,
+      String(port),
+      input,
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+}
+
+const TLS_NCAT =
+  "listen --tls: ncat --ssl --ssl-verify sends 8 MiB byte-exact; a wrong CA is counted and -k goes on";
+Deno.test({
+  name: TLS_NCAT,
+  ignore: missing("openssl", TLS_NCAT) || missing("ncat", TLS_NCAT),
+  async fn(t) {
+    const certs = await makeCerts();
+    const file = `${certs.dir}/random`;
+    try {
+      const data = new Uint8Array(8 * MIB);
+      for (let i = 0; i < data.length; i += 65536) {
+        crypto.getRandomValues(data.subarray(i, i + 65536));
+      }
+      await Deno.writeFile(file, data);
+      const expected = await sha256(file);
+
+      await t.step("ncat --ssl < file → listen --tls > stdout", async () => {
+        // Stdin stays open: only the client's end ends listen, which
+        // takes ncat's close without close_notify as that end.
+        const { proc, port } = await startTlsListen(certs, []);
+        await using _ = proc;
+        const ncat = await within(
+          ncatSsl(`${certs.dir}/ca.pem`, port, file),
+          BIG_MS,
+          "ncat to send",
+        );
+        assert.equal(ncat.code, 0);
+        const exit = await proc.exit(BIG_MS);
+        assert.equal(exit.code, 0, proc.report());
+        assert.equal(proc.stdoutBytes.length, data.length);
+        assert.equal(await sha256Of(proc.stdoutBytes), expected);
+      });
+
+      await t.step(
+        "-k: a client with another CA fails, the next is served",
+        async () => {
+          const { proc, port } = await startTlsListen(certs, ["-k"]);
+          await using _ = proc;
+          const refused = await within(
+            ncatSsl(`${certs.dir}/ca2.pem`, port, file),
+            PROMPT_MS,
+            "ncat with the wrong CA",
+          );
+          assert.notEqual(refused.code, 0);
+          await proc.waitForStderr(
+            /Failed connection from 127\.0\.0\.1:\d+: TLS handshake/,
+            PROMPT_MS,
+          );
+          const ok = await within(
+            ncatSsl(`${certs.dir}/ca.pem`, port, file),
+            BIG_MS,
+            "ncat to send",
+          );
+          assert.equal(ok.code, 0);
+          await proc.waitForStderr(/Connection from 127\.0\.0\.1:\d+ closed/);
+          proc.kill("SIGTERM");
+          assert.equal((await proc.exit(PROMPT_MS)).code, 0, proc.report());
+          assert.equal(await sha256Of(proc.stdoutBytes), expected);
+          assert.match(
+            proc.stderr,
+            /accepted 2, served 1, failed 1, refused 0, denied 0/,
+          );
+        },
+      );
+    } finally {
+      await Deno.remove(certs.dir, { recursive: true });
+    }
+  },
+});
+
+const TLS_MODULE = "listen({ tls }): a TLS client piped; a stalled one failed";
+Deno.test({
+  name: TLS_MODULE,
+  ignore: missing("openssl", TLS_MODULE),
+  async fn() {
+    const certs = await makeCerts();
+    const { onEvent, next, events } = recorder();
+    const stdin = new TestInput();
+    const stdout = new TestOutput();
+    const listener = listen({
+      hostname: "127.0.0.1",
+      keepOpen: true,
+      tls: { cert: certs.cert, key: certs.key, handshakeTimeout: 200 },
+      stdin,
+      stdout,
+      onEvent,
+    });
+    try {
+      // A plain client never starts its handshake: failed at the deadline.
+      await using _stalled = await Client.open(listener.addr.port);
+      // Its socket is not closed then: Deno 2.9's TLS stream keeps the
+      // TCP socket while the handshake waits for the ClientHello, even
+      // after close() (the handshake rejects as Interrupted); it goes when
+      // the client closes. Only the count and the freed slot are checked.
+      await next("failed");
+      const failed = events.find((e) => e.event === "failed");
+      assert.equal(
+        failed?.event === "failed" && (failed.error as TimeoutError).code,
+        "ETIMEDOUT",
+      );
+      const conn = await within(
+        connect("localhost", listener.addr.port, {
+          tls: { caCerts: [certs.ca] },
+        }),
+        PROMPT_MS,
+        "the TLS client",
+      );
+      await conn.sendAll("over TLS\n");
+      conn.close();
+      await next("closed");
+      assert.equal(stdout.text, "over TLS\n");
+      const { accepted, served, failed: failures } = listener.stats;
+      assert.deepEqual({ accepted, served, failures }, {
+        accepted: 2,
+        served: 1,
+        failures: 1,
+      });
+    } finally {
+      stdin.end();
+      await within(listener.shutdown(), PROMPT_MS, "shutdown");
+      await Deno.remove(certs.dir, { recursive: true });
+    }
+  },
 });

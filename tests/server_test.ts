@@ -13,6 +13,7 @@ import {
 import {
   type ConnectionInfo,
   type Handler,
+  type RefusalReason,
   serve,
   type ServeOptions,
   type Server,
@@ -157,6 +158,10 @@ Deno.test("serve(): every option is checked, EINVAL naming the value", () => {
     [{ onAccept: "x" }, /invalid onAccept "x"/],
     [{ onConnection: {} }, /invalid onConnection \[object Object\]/],
     [{ onRefused: true }, /invalid onRefused true/],
+    [
+      { admit: "127.0.0.1" },
+      /invalid admit "127\.0\.0\.1": expected a function/,
+    ],
     [{ onError: null }, /invalid onError null/],
     [
       { waitingOnShutdown: "drop" },
@@ -312,6 +317,100 @@ Deno.test("serve(): past the backlog a connection is refused with refusalMessage
   assert.equal(await waiting, GREETING);
   await server.shutdown();
   assert.equal(server.stats.served, 2);
+  assertInvariant(server.stats);
+});
+
+Deno.test("serve(): admit turns a client away at once, with room to spare, as a refusal", async () => {
+  const busy = gate();
+  const accepted = counter();
+  const refused = counter<[ConnectionInfo, RefusalReason]>();
+  const seen: ServerStats[] = [];
+  await using server = start({
+    backlog: 5,
+    refusalMessage: REFUSAL,
+    // The second client is turned away; the stats it sees add up.
+    admit: (info) => {
+      seen.push(server.stats);
+      return info.id !== 2;
+    },
+    onAccept: accepted.hook,
+    onRefused: (info, reason) => {
+      assertInvariant(server.stats);
+      refused.hook([info, reason]);
+    },
+  }, async (conn) => {
+    await busy.opened;
+    await conn.sendAll(GREETING);
+  });
+  const first = visit(server.addr.port);
+  await accepted.reached(1);
+  // The only slot is taken and the backlog has room: refused all the same,
+  // at once, with the refusal message.
+  assert.equal(await visit(server.addr.port), REFUSAL);
+  const third = visit(server.addr.port);
+  await accepted.reached(3);
+  assert.deepEqual(
+    refused.values.map(([info, reason]) => [info.id, reason]),
+    [[2, "admit"]],
+  );
+  assert.deepEqual(
+    { ...server.stats },
+    { accepted: 3, served: 0, failed: 0, refused: 1, waiting: 1, active: 1 },
+  );
+  busy.open();
+  assert.equal(await first, GREETING);
+  assert.equal(await third, GREETING);
+  await server.shutdown();
+  assert.equal(seen.length, 3);
+  seen.forEach(assertInvariant);
+  assert.deepEqual(
+    { ...server.stats },
+    { accepted: 3, served: 2, failed: 0, refused: 1, waiting: 0, active: 0 },
+  );
+});
+
+Deno.test("serve(): an admit that throws refuses (fails closed) and reports to onError", async () => {
+  const errors = counter<unknown>();
+  await using server = start({
+    admit: () => {
+      throw new Error("rule broken");
+    },
+    onError: errors.hook,
+  }, (conn) => conn.sendAll(GREETING));
+  assert.equal(await visit(server.addr.port), "");
+  await errors.reached(1);
+  assert.match(String(errors.values[0]), /rule broken/);
+  await server.shutdown();
+  assert.deepEqual(
+    { ...server.stats },
+    { accepted: 1, served: 0, failed: 0, refused: 1, waiting: 0, active: 0 },
+  );
+});
+
+Deno.test("serve(): onRefused says why: the backlog, or the shutdown", async () => {
+  const busy = gate();
+  const accepted = counter();
+  const refused = counter<RefusalReason>();
+  const server = start({
+    backlog: 1,
+    waitingOnShutdown: "refuse",
+    onAccept: accepted.hook,
+    onRefused: (_info, reason) => refused.hook(reason),
+  }, async () => {
+    await busy.opened;
+  });
+  const running = visit(server.addr.port);
+  await accepted.reached(1);
+  const waiting = visit(server.addr.port);
+  await accepted.reached(2);
+  assert.equal(await visit(server.addr.port), "");
+  const stopped = server.shutdown();
+  await refused.reached(2);
+  busy.open();
+  await stopped;
+  await running;
+  await waiting;
+  assert.deepEqual(refused.values, ["backlog", "shutdown"]);
   assertInvariant(server.stats);
 });
 
