@@ -10,6 +10,7 @@
  * | `s.connect((host, port))`      | {@linkcode connect}                    |
  * | `s.sendall(data)`, `s.recv(n)` | {@linkcode Connection}                 |
  * | `bind`, `listen(5)`, `accept`  | {@linkcode serve}                      |
+ * | `AF_UNIX` sockets (`nc -U`)    | `connect({ path })`, `serve({ path })`  |
  * | "is anything listening?"       | {@linkcode scan}, {@linkcode parsePorts} |
  * | `socket.error`, `gaierror`     | {@linkcode SocketError}, {@linkcode ResolveError} |
  *
@@ -37,6 +38,7 @@ export {
   ConnectionResetError,
   InvalidArgumentError,
   MessageTooLargeError,
+  NotFoundError,
   PermissionDeniedError,
   ResolveError,
   SocketClosedError,
@@ -52,10 +54,14 @@ export {
   formatAddress,
   type IpAddress,
   ipFamily,
+  isUnixAddress,
   type NetAddress,
   parsePort,
   pythonAddress,
+  type SocketAddress,
+  type UnixAddress,
   validateHost,
+  validatePath,
   validatePort,
 } from "./lib/address.ts";
 export {
@@ -73,14 +79,17 @@ export {
   type AttemptEvent,
   connect,
   type ConnectOptions,
+  type UnixConnectOptions,
 } from "./lib/connect.ts";
 export {
   type ConnectionInfo,
   type Handler,
+  removeStaleSocket,
   serve,
   type ServeOptions,
   type Server,
   type ServerStats,
+  type UnixServeOptions,
 } from "./lib/server.ts";
 export {
   parsePorts,

@@ -19,6 +19,7 @@
  * @module
  */
 
+import { peerFields, type SocketAddress } from "./address.ts";
 import type { Connection } from "./connection.ts";
 import { ConnectionResetError, type SocketError } from "./errors.ts";
 import { fromRuntimeError } from "./_error_mapping.ts";
@@ -101,7 +102,7 @@ const RING_BYTES = 4 * 1024 * 1024;
  * @returns What moved and what failed.
  */
 export async function pipe(
-  conn: Connection,
+  conn: Connection<SocketAddress>,
   options: PipeOptions = {},
 ): Promise<PipeResult> {
   const state: PipeState = {
@@ -128,7 +129,7 @@ export async function pipe(
 }
 
 interface PipeState {
-  conn: Connection;
+  conn: Connection<SocketAddress>;
   result: PipeResult;
   workers: Worker[];
   onHandoff: PipeOptions["onHandoff"];
@@ -225,7 +226,9 @@ async function sendFromRing(
   }
 }
 
-async function closeWrite(conn: Connection): Promise<void> {
+async function closeWrite(
+  conn: Connection<SocketAddress>,
+): Promise<void> {
   try {
     await conn.closeWrite();
   } catch {
@@ -327,11 +330,10 @@ function connectionFailed(
   op: "send" | "recv",
   error: unknown,
 ): void {
-  const { address, port } = state.conn.remoteAddr;
+  const { remoteAddr, localAddr } = state.conn;
   state.result.connectionError ??= fromRuntimeError(error, {
     op,
-    host: address,
-    port,
+    ...peerFields(remoteAddr, localAddr),
   });
 }
 

@@ -1,12 +1,18 @@
 /**
- * An open TCP connection: the tutorial's `sendall`, `recv` and `close`.
+ * An open connection (TCP, or a Unix socket): the tutorial's `sendall`,
+ * `recv` and `close`.
  *
  * @module
  */
 
 import { concat } from "./_bytes.ts";
 import { describe } from "./_describe.ts";
-import { fromDenoAddr, type NetAddress } from "./address.ts";
+import {
+  type NetAddress,
+  peerFields,
+  type SocketAddress,
+  toSocketAddress,
+} from "./address.ts";
 import { type ErrorContext, fromRuntimeError } from "./_error_mapping.ts";
 import {
   InvalidArgumentError,
@@ -28,12 +34,13 @@ export interface ConnectionOptions {
   idleTimeout?: number;
   /**
    * Sends small writes at once (`TCP_NODELAY`), as Deno does by default.
+   * TCP only: a Unix socket has no such delay.
    *
    * @default {true}
    */
   noDelay?: boolean;
   /**
-   * Sends TCP keep-alive probes on an idle connection.
+   * Sends TCP keep-alive probes on an idle connection. TCP only.
    *
    * @default {false}
    */
@@ -96,9 +103,13 @@ const DEFAULT_RECV_ALL_LIMIT = 64 * 1024 * 1024;
 const encoder = new TextEncoder();
 
 /**
- * An open TCP connection, from {@linkcode connect} or handed to a
+ * An open connection, from {@linkcode connect} or handed to a
  * {@linkcode serve} handler. Text is sent as UTF-8. Closing twice is
  * harmless; using a closed connection throws `EBADF`.
+ *
+ * `A` is the kind of address its ends have: {@linkcode NetAddress} over
+ * TCP (the default), `UnixAddress` over a Unix socket (from
+ * `connect({ path })` or `serve({ path })`).
  *
  * @example Send a request, read the answer
  * ```ts
@@ -112,29 +123,44 @@ const encoder = new TextEncoder();
  * console.log(new TextDecoder().decode(greeting!)); // "Thank you for connecting"
  * ```
  */
-export class Connection implements AsyncDisposable, Disposable {
-  readonly #conn: Deno.TcpConn;
+export class Connection<A extends SocketAddress = NetAddress>
+  implements AsyncDisposable, Disposable {
+  readonly #conn: Deno.TcpConn | Deno.UnixConn;
   readonly #idleTimeout: number | undefined;
   #closed = false;
-  /** The local end: this machine's address and port. */
-  readonly localAddr: NetAddress;
-  /** The remote end: the peer's address and port. */
-  readonly remoteAddr: NetAddress;
+  /**
+   * The local end: this machine's address and port, or the socket's path
+   * (`""` on a Unix socket's client end).
+   */
+  readonly localAddr: A;
+  /**
+   * The remote end: the peer's address and port, or the socket's path
+   * (`""` for a client accepted on a Unix socket: it has no name).
+   */
+  readonly remoteAddr: A;
 
   /**
    * Wraps a connection from Deno's `Deno.connect` or `listener.accept()`.
    *
+   * `A` must match the kind of `conn` (`UnixAddress` for a
+   * `Deno.UnixConn`): {@linkcode connect} and {@linkcode serve} see to it.
+   *
    * @param conn The connection; the new object owns it.
-   * @param options Idle timeout, no-delay and keep-alive.
+   * @param options Idle timeout, no-delay and keep-alive (TCP only).
    */
-  constructor(conn: Deno.TcpConn, options: ConnectionOptions = {}) {
+  constructor(
+    conn: Deno.TcpConn | Deno.UnixConn,
+    options: ConnectionOptions = {},
+  ) {
     const settings = connectionSettings(options);
     this.#idleTimeout = settings.idleTimeout;
     this.#conn = conn;
-    this.localAddr = fromDenoAddr(conn.localAddr);
-    this.remoteAddr = fromDenoAddr(conn.remoteAddr);
-    if (!settings.noDelay) conn.setNoDelay(false);
-    if (settings.keepAlive) conn.setKeepAlive(true);
+    this.localAddr = toSocketAddress(conn.localAddr) as A;
+    this.remoteAddr = toSocketAddress(conn.remoteAddr) as A;
+    if (conn.localAddr.transport !== "tcp") return;
+    const tcp = conn as Deno.TcpConn;
+    if (!settings.noDelay) tcp.setNoDelay(false);
+    if (settings.keepAlive) tcp.setKeepAlive(true);
   }
 
   /** Whether {@linkcode Connection.close} has been called. */
@@ -363,8 +389,7 @@ export class Connection implements AsyncDisposable, Disposable {
 
   /** The fields of an error of `op` on this connection. */
   #where(op: SocketOp): ErrorContext {
-    const { address, port } = this.remoteAddr;
-    return { op, host: address, address, port };
+    return { op, ...peerFields(this.remoteAddr, this.localAddr) };
   }
 }
 
