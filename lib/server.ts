@@ -659,35 +659,9 @@ export class Server<A extends SocketAddress = NetAddress>
   }
 }
 
-/**
- * Binds, listens and starts the accept loop: the tutorial's server in one
- * call. The handler runs for each connection, `concurrency` at a time; while
- * all are busy, up to `backlog` connections wait in arrival order and the
- * next one is refused at once.
- *
- * @example The tutorial's greeting server
- * ```ts
- * import { serve } from "@socket-programming/socket";
- *
- * await using server = serve(
- *   { hostname: "127.0.0.1", port: 0, backlog: 5 },
- *   (conn) => conn.sendAll("Thank you for connecting"),
- * );
- * console.log(`socket binded to ${server.addr.port}`);
- * ```
- *
- * @param options Address, backlog, concurrency, timeouts and hooks.
- * @param handler Serves one connection.
- * @returns The listening server.
- * @throws {AddressInUseError} when the port is taken (`EADDRINUSE`).
- * @throws {PermissionDeniedError} for a privileged port or a missing
- *   permission.
- * @throws {InvalidArgumentError} for a bad option, before any socket is made.
- */
-export function serve(
-  options: ServeOptions,
-  handler: Handler,
-): Server;
+// The Unix overload comes first: TypeScript types a hook's parameter from
+// the first overload it tries, and an object without `path` fails that
+// one before any hook is typed.
 /**
  * Serves on a Unix domain socket (`nc -lU PATH`): `path` in place of
  * `hostname` and `port`, everything else as over TCP. Deno needs read,
@@ -730,6 +704,35 @@ export function serve(
   options: UnixServeOptions,
   handler: Handler<UnixAddress>,
 ): Server<UnixAddress>;
+/**
+ * Binds, listens and starts the accept loop: the tutorial's server in one
+ * call. The handler runs for each connection, `concurrency` at a time; while
+ * all are busy, up to `backlog` connections wait in arrival order and the
+ * next one is refused at once.
+ *
+ * @example The tutorial's greeting server
+ * ```ts
+ * import { serve } from "@socket-programming/socket";
+ *
+ * await using server = serve(
+ *   { hostname: "127.0.0.1", port: 0, backlog: 5 },
+ *   (conn) => conn.sendAll("Thank you for connecting"),
+ * );
+ * console.log(`socket binded to ${server.addr.port}`);
+ * ```
+ *
+ * @param options Address, backlog, concurrency, timeouts and hooks.
+ * @param handler Serves one connection.
+ * @returns The listening server.
+ * @throws {AddressInUseError} when the port is taken (`EADDRINUSE`).
+ * @throws {PermissionDeniedError} for a privileged port or a missing
+ *   permission.
+ * @throws {InvalidArgumentError} for a bad option, before any socket is made.
+ */
+export function serve(
+  options: ServeOptions,
+  handler: Handler,
+): Server;
 export function serve(
   options: ServeOptions | UnixServeOptions,
   handler: Handler | Handler<UnixAddress>,
