@@ -87,6 +87,42 @@ function connectSettings(options: ConnectOptions): ConnectSettings {
 }
 
 /**
+ * Connects to a Unix domain socket (`nc -U PATH`). Deno needs read, write
+ * and net permission for the path: `--allow-read=PATH --allow-write=PATH
+ * --allow-net=unix:PATH` (or `-R -W -N`).
+ *
+ * @example Connect to a server on a Unix socket
+ * ```ts
+ * import { connect, serve } from "@socket-programming/socket";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const path = `${dir}/app.sock`;
+ * {
+ *   await using server = serve({ path }, (conn) => conn.sendAll("hi"));
+ *   await using conn = await connect({ path });
+ *   console.log(conn.remoteAddr.path === path); // true
+ *   console.log(new TextDecoder().decode(await conn.recvAll())); // "hi"
+ * }
+ * await Deno.remove(dir);
+ * ```
+ *
+ * @param address The socket file's path.
+ * @param options Timeout, signal and idle timeout.
+ * @returns The open connection.
+ * @throws {NotFoundError} when no file is at the path (`ENOENT`).
+ * @throws {ConnectionRefusedError} when the file exists but nobody listens
+ *   on it: a stale socket, or not a socket at all.
+ * @throws {PermissionDeniedError} for a missing permission, naming the
+ *   flags.
+ * @throws {TimeoutError} past `timeout`.
+ * @throws {InvalidArgumentError} for a bad path or option.
+ */
+export function connect(
+  address: { path: string },
+  options?: UnixConnectOptions,
+): Promise<Connection<UnixAddress>>;
+// The TCP overload comes last: `ReturnType<typeof connect>` reads it.
+/**
  * Connects to a host (a name or an IP literal) and port. A name is resolved
  * first, and its addresses are tried in turn: the next one starts when the
  * last is refused, or after `attemptDelay` if it has not answered; the first
@@ -123,41 +159,6 @@ export function connect(
   port: number,
   options?: ConnectOptions,
 ): Promise<Connection>;
-/**
- * Connects to a Unix domain socket (`nc -U PATH`). Deno needs read, write
- * and net permission for the path: `--allow-read=PATH --allow-write=PATH
- * --allow-net=unix:PATH` (or `-R -W -N`).
- *
- * @example Connect to a server on a Unix socket
- * ```ts
- * import { connect, serve } from "@socket-programming/socket";
- *
- * const dir = await Deno.makeTempDir();
- * const path = `${dir}/app.sock`;
- * {
- *   await using server = serve({ path }, (conn) => conn.sendAll("hi"));
- *   await using conn = await connect({ path });
- *   console.log(conn.remoteAddr.path === path); // true
- *   console.log(new TextDecoder().decode(await conn.recvAll())); // "hi"
- * }
- * await Deno.remove(dir);
- * ```
- *
- * @param address The socket file's path.
- * @param options Timeout, signal and idle timeout.
- * @returns The open connection.
- * @throws {NotFoundError} when no file is at the path (`ENOENT`).
- * @throws {ConnectionRefusedError} when the file exists but nobody listens
- *   on it: a stale socket, or not a socket at all.
- * @throws {PermissionDeniedError} for a missing permission, naming the
- *   flags.
- * @throws {TimeoutError} past `timeout`.
- * @throws {InvalidArgumentError} for a bad path or option.
- */
-export function connect(
-  address: { path: string },
-  options?: UnixConnectOptions,
-): Promise<Connection<UnixAddress>>;
 export function connect(
   target: string | { path: string },
   portOrOptions?: number | UnixConnectOptions,
