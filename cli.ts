@@ -8,6 +8,7 @@
  * deno run -N cli.ts telnet localhost 12345
  * deno run -N cli.ts connect localhost 12345
  * deno run -N cli.ts scan 127.0.0.1 20-25,80,8000-8100
+ * deno run -N cli.ts listen -p 9000 > file
  * ```
  *
  * @module
@@ -20,6 +21,7 @@ import { serveCommand } from "./cli/serve.ts";
 import { clientCommand } from "./cli/client.ts";
 import { telnetCommand } from "./cli/telnet.ts";
 import { scanCommand } from "./cli/scan.ts";
+import { listenCommand } from "./cli/listen.ts";
 
 const COMMANDS: Record<string, Command> = {
   resolve: resolveCommand,
@@ -28,6 +30,7 @@ const COMMANDS: Record<string, Command> = {
   client: clientCommand,
   telnet: telnetCommand,
   scan: scanCommand,
+  listen: listenCommand,
 };
 
 const HELP = `Usage: deno run -N cli.ts COMMAND [options]
@@ -41,6 +44,7 @@ Commands:
   client              the tutorial's client: connect, recv(1024), print
   telnet HOST [PORT]  an interactive, pipe-friendly telnet (--unix PATH)
   scan HOST PORTS     which ports are open (nc -z): 20-25,80,8000-8100
+  listen [PORT]       wait for clients, as nc -l; -k, --broker for many
 
 Run "deno run -N cli.ts COMMAND --help" for a command's options.
 Names in /etc/hosts need --allow-read=/etc/hosts as well.

@@ -12,7 +12,9 @@
  * | `bind`, `listen(5)`, `accept`  | {@linkcode serve}                      |
  * | `AF_UNIX` sockets (`nc -U`)    | `connect({ path })`, `serve({ path })`  |
  * | "is anything listening?"       | {@linkcode scan}, {@linkcode parsePorts} |
+ * | `nc -l`, `ncat -k --broker`    | {@linkcode listen}                     |
  * | `socket.error`, `gaierror`     | {@linkcode SocketError}, {@linkcode ResolveError} |
+ * | `ssl.wrap_socket`, STARTTLS    | `connect(…, { tls })`, `serve({ tls }, …)`, {@linkcode startTls} |
  *
  * @example The tutorial's server and client in one program
  * ```ts
@@ -34,6 +36,8 @@ export {
   AddressInUseError,
   type AttemptFailure,
   CancelledError,
+  CertificateError,
+  type CertificateErrorCode,
   ConnectionRefusedError,
   ConnectionResetError,
   InvalidArgumentError,
@@ -47,6 +51,7 @@ export {
   type SocketErrorOptions,
   type SocketOp,
   TimeoutError,
+  TlsError,
   UnreachableError,
 } from "./lib/errors.ts";
 export {
@@ -74,13 +79,21 @@ export {
   Connection,
   type ConnectionOptions,
   type RecvAllOptions,
+  type TlsInfo,
 } from "./lib/connection.ts";
 export {
   type AttemptEvent,
   connect,
   type ConnectOptions,
+  type HandshakeEvent,
   type UnixConnectOptions,
 } from "./lib/connect.ts";
+export {
+  type ClientTlsOptions,
+  type ServeTlsOptions,
+  startTls,
+  type StartTlsOptions,
+} from "./lib/tls.ts";
 export {
   type ConnectionInfo,
   type Handler,
@@ -98,3 +111,14 @@ export {
   scan,
   type ScanOptions,
 } from "./lib/scan.ts";
+export {
+  listen,
+  type ListenClient,
+  Listener,
+  type ListenEvent,
+  type ListenInput,
+  type ListenOptions,
+  type ListenOutput,
+  type ListenResult,
+  type ListenStats,
+} from "./lib/listen.ts";

@@ -24,6 +24,8 @@ export class UsageError extends Error {
 export interface OptionSpec {
   type: "string" | "boolean";
   short?: string;
+  /** May be given more than once: the value is then a list. */
+  multiple?: boolean;
 }
 
 /** The options every command takes. */
@@ -34,7 +36,7 @@ const COMMON_OPTIONS: Record<string, OptionSpec> = {
 
 /** A parsed command line. */
 export interface ParsedArgs {
-  values: Record<string, string | boolean | undefined>;
+  values: Record<string, string | boolean | string[] | undefined>;
   positionals: string[];
 }
 

@@ -22,6 +22,12 @@ import {
 } from "./_common.ts";
 import type { Connection } from "../lib/connection.ts";
 import type { SocketAddress } from "../lib/address.ts";
+import {
+  checkNoTlsOnUnix,
+  CLIENT_TLS_HELP,
+  CLIENT_TLS_OPTIONS,
+  clientTlsFlags,
+} from "./_tls.ts";
 
 /** The help text of `client`. */
 export const CLIENT_HELP = `Usage: deno run -N cli.ts client [options]
@@ -42,6 +48,8 @@ Options:
   --timeout MS    limit for the connect and for the receive; 0 means never
   --debug         print the stack of an error
   -h, --help      this help
+
+${CLIENT_TLS_HELP}
 
 On a terminal, control characters other than \\n \\r \\t are shown escaped,
 as cat -v does, so that a server cannot drive the terminal; a pipe or a
@@ -66,6 +74,7 @@ export const clientCommand: Command = {
     bufsize: { type: "string" },
     raw: { type: "boolean" },
     timeout: { type: "string" },
+    ...CLIENT_TLS_OPTIONS,
   },
   positionals: 0,
   run: runClient,
@@ -75,6 +84,7 @@ export const clientCommand: Command = {
 async function runClient({ values }: ParsedArgs): Promise<number> {
   const option = (name: string) => stringOption(values, name);
   const path = unixOption(values, ["hostname", "port"]);
+  checkNoTlsOnUnix(values, path);
   const host = path ?? hostArg(option("hostname") ?? "127.0.0.1");
   const port = portArg(option("port") ?? "12345");
   const bufsize = integerArg(option("bufsize") ?? "1024", "bufsize", 1);
@@ -83,8 +93,9 @@ async function runClient({ values }: ParsedArgs): Promise<number> {
     ? undefined
     : timeoutArg(timeoutText);
 
+  const tls = await clientTlsFlags(values);
   await using conn: Connection<SocketAddress> = path === undefined
-    ? await connect(host, port, { timeout, idleTimeout: timeout })
+    ? await connect(host, port, { tls, timeout, idleTimeout: timeout })
     : await connect({ path }, { timeout, idleTimeout: timeout });
   const data = await conn.recv(bufsize);
   if (data === null) {

@@ -34,6 +34,13 @@ import {
   UsageError,
   writeStdout,
 } from "./_common.ts";
+import {
+  checkNoTlsOnUnix,
+  CLIENT_TLS_HELP,
+  CLIENT_TLS_OPTIONS,
+  clientTlsFlags,
+  handshakeLine,
+} from "./_tls.ts";
 
 /** The help text of `connect`. */
 export const CONNECT_HELP =
@@ -69,6 +76,10 @@ Options:
   --debug       print the stack of an error
   -h, --help    this help
 
+${CLIENT_TLS_HELP}
+  With --tls a line "TLS handshake with NAME: ok, ALPN PROTO" follows the
+  connected line (a "tls" event with --json).
+
 The two directions of --send are independent, as with nc: a peer that
 stops reading and resets the connection does not cut short what it sent
 first. Everything that arrived is printed, then one line on stderr says
@@ -91,6 +102,7 @@ export const connectCommand: Command = {
     raw: { type: "boolean" },
     unix: { type: "string" },
     ...FAMILY_OPTIONS,
+    ...CLIENT_TLS_OPTIONS,
   },
   positionals: 2,
   run: runConnect,
@@ -101,6 +113,7 @@ async function runConnect(
   { values, positionals }: ParsedArgs,
 ): Promise<number> {
   const path = unixOption(values, ["ipv4", "ipv6"]);
+  checkNoTlsOnUnix(values, path);
   if (path !== undefined && positionals.length > 0) {
     throw new UsageError(
       "--unix replaces HOST and PORT: give one or the other",
@@ -119,6 +132,7 @@ async function runConnect(
     : timeoutArg(timeoutText);
   const json = values.json === true;
   const escape = !json && values.raw !== true && stdoutIsTerminal();
+  const tls = await clientTlsFlags(values);
 
   let created = false;
   const printCreated = () => {
@@ -134,7 +148,7 @@ async function runConnect(
     }
   };
   await using conn: Connection<SocketAddress> = path === undefined
-    ? await connect(host, port, { timeout, onAttempt, family })
+    ? await connect(host, port, { timeout, onAttempt, family, tls })
     : await connect({ path }, { timeout });
   printCreated();
   const remote = conn.remoteAddr;
@@ -154,6 +168,11 @@ async function runConnect(
     console.log(
       `the socket has successfully connected to ${host} on port ${port} (${remote.address})`,
     );
+  }
+  if (conn.tls !== undefined) {
+    const { serverName = host, alpnProtocol } = conn.tls;
+    if (json) printJson({ event: "tls", serverName, alpnProtocol });
+    else console.log(handshakeLine(serverName, alpnProtocol));
   }
   if (payload === undefined) return 0;
   return await exchange(conn, payload, { timeout, json, escape });

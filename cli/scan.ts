@@ -102,7 +102,7 @@ async function runScan({ values, positionals }: ParsedArgs): Promise<number> {
 }
 
 function familyArg(
-  values: Record<string, string | boolean | undefined>,
+  values: ParsedArgs["values"],
 ): Family | undefined {
   if (values["4"] && values["6"]) {
     throw new UsageError("-4 and -6 exclude each other");

@@ -31,6 +31,13 @@ import {
   unixOption,
 } from "./_common.ts";
 import { LineWriter } from "./_output.ts";
+import {
+  checkNoTlsOnUnix,
+  SERVER_TLS_HELP,
+  SERVER_TLS_OPTIONS,
+  serverTlsFlags,
+} from "./_tls.ts";
+import type { ServeTlsOptions } from "../lib/tls.ts";
 
 /** The help text of `serve`. */
 export const SERVE_HELP = `Usage: deno run -N cli.ts serve [options]
@@ -85,6 +92,10 @@ Options:
   --debug             print the stack of an error
   -h, --help          this help
 
+${SERVER_TLS_HELP}
+  A failed or stalled handshake prints "connection from (ADDRESS, PORT)
+  failed: TLS handshake with …" and counts as failed.
+
 Exit status: 0 stopped by a signal, 1 could not bind, 2 usage error.
 `;
 
@@ -118,15 +129,27 @@ interface ServeSettings {
   idle: number;
   maxTime: number;
   json: boolean;
+  tls: ServeTlsOptions | undefined;
 }
 
-function settings(values: ParsedArgs["values"]): ServeSettings {
+async function settings(
+  values: ParsedArgs["values"],
+): Promise<ServeSettings> {
   const option = (name: string) => stringOption(values, name);
+  const path = unixOption(values, ["hostname", "port", "kernel-backlog"]);
+  checkNoTlsOnUnix(values, path);
   const hostnameText = option("hostname") ?? "";
   const kernelText = option("kernel-backlog");
   const busyText = option("busy");
+  const handshakeText = option("handshake-timeout");
+  const tls = await serverTlsFlags(
+    values,
+    handshakeText === undefined
+      ? undefined
+      : msArg(handshakeText, "handshake-timeout"),
+  );
   return {
-    path: unixOption(values, ["hostname", "port", "kernel-backlog"]),
+    path,
     hostname: hostnameText === "" ? "" : hostArg(hostnameText),
     port: portArg(option("port") ?? "12345", true),
     backlog: integerArg(option("backlog") ?? "5", "backlog", 0),
@@ -143,6 +166,7 @@ function settings(values: ParsedArgs["values"]): ServeSettings {
     idle: msArg(option("idle-timeout") ?? "30000", "idle-timeout"),
     maxTime: msArg(option("max-time") ?? "60000", "max-time"),
     json: values.json === true,
+    tls,
   };
 }
 
@@ -162,6 +186,7 @@ export const serveCommand: Command = {
     "idle-timeout": { type: "string" },
     "max-time": { type: "string" },
     json: { type: "boolean" },
+    ...SERVER_TLS_OPTIONS,
   },
   positionals: 0,
   run: runServe,
@@ -169,7 +194,7 @@ export const serveCommand: Command = {
 
 /** Runs `serve` until SIGINT, SIGTERM or SIGHUP; returns the exit code. */
 async function runServe({ values }: ParsedArgs): Promise<number> {
-  const s = settings(values);
+  const s = await settings(values);
   // Every line goes through one buffer, in order, and the accept loop
   // never waits for stdout.
   const out = new LineWriter();
@@ -184,8 +209,10 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
   // A second signal cuts the busy waits short and skips unsent greetings.
   const hurry = new AbortController();
   let skipped = 0;
-  const print = (line: string, event: Record<string, unknown>) =>
-    out.line(s.json ? JSON.stringify(event) : line);
+  // The JSON event is built only for --json: the text lines are on the
+  // accept path, once per connection.
+  const print = (line: string, event: () => Record<string, unknown>) =>
+    out.line(s.json ? JSON.stringify(event()) : line);
   const common = {
     backlog: s.backlog,
     concurrency: s.concurrency,
@@ -193,14 +220,14 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
     idleTimeout: s.idle === 0 ? undefined : s.idle,
     handlerTimeout: s.maxTime === 0 ? undefined : s.maxTime,
     onConnection: (info: Info) =>
-      print(`Got connection ${from(info)}`, {
+      print(`Got connection ${from(info)}`, () => ({
         event: "connection",
         ...peer(info),
-      }),
+      })),
     onRefused: (info: Info) =>
       print(
         `Refused connection ${from(info)}: backlog full`,
-        { event: "refused", ...peer(info) },
+        () => ({ event: "refused", ...peer(info) }),
       ),
     onError: (error: unknown, info: Info) => {
       if (error instanceof Skipped) {
@@ -215,8 +242,10 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
     },
   };
   const handler = async (conn: Connection<SocketAddress>, info: Info) => {
-    const signal = AbortSignal.any([info.signal, hurry.signal]);
-    if (s.busy > 0) await sleep(s.busy, signal);
+    // Only --busy waits: without it, no signal is made per connection.
+    if (s.busy > 0) {
+      await sleep(s.busy, AbortSignal.any([info.signal, hurry.signal]));
+    }
     if (hurry.signal.aborted) throw new Skipped();
     if (info.signal.aborted) throw info.signal.reason;
     await conn.sendAll(s.message);
@@ -230,23 +259,27 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
       hostname: s.hostname,
       port: s.port,
       kernelBacklog: s.kernelBacklog,
+      tls: s.tls,
     }, handler)
     : serve({ ...common, path: s.path }, handler);
   // Only once a socket exists: a bind error prints none of the lines.
-  print("Socket successfully created", { event: "created" });
+  print("Socket successfully created", () => ({ event: "created" }));
   const addr: SocketAddress = server.addr;
   if (isUnixAddress(addr)) {
-    print(`socket binded to ${addr.path}`, { event: "bound", path: addr.path });
+    print(`socket binded to ${addr.path}`, () => ({
+      event: "bound",
+      path: addr.path,
+    }));
   } else {
     const { address, port, family } = addr;
-    print(`socket binded to ${port}`, {
+    print(`socket binded to ${port}`, () => ({
       event: "bound",
       address,
       port,
       family,
-    });
+    }));
   }
-  print("socket is listening", { event: "listening" });
+  print("socket is listening", () => ({ event: "listening" }));
 
   const stopped = Promise.withResolvers<void>();
   let signals = 0;
@@ -265,11 +298,11 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
   } finally {
     for (const name of STOP_SIGNALS) Deno.removeSignalListener(name, onSignal);
   }
-  print(summary(server.stats, skipped), {
+  print(summary(server.stats, skipped), () => ({
     event: "stopped",
     ...server.stats,
     skipped,
-  });
+  }));
   return 0;
 }
 
@@ -301,7 +334,7 @@ function peer(info: Info): Record<string, unknown> {
 /** The first signal's line: what is left to do, and how to skip it. */
 function stopping(
   stats: ServerStats,
-  print: (line: string, event: Record<string, unknown>) => void,
+  print: (line: string, event: () => Record<string, unknown>) => void,
 ): void {
   const left = stats.active + stats.waiting;
   const line = left === 0
@@ -309,7 +342,7 @@ function stopping(
     : `stopping: ${left} connection${
       left === 1 ? "" : "s"
     } to finish, Ctrl-C again to skip ${left === 1 ? "it" : "them"}`;
-  print(line, { event: "stopping", left });
+  print(line, () => ({ event: "stopping", left }));
 }
 
 function summary(stats: ServerStats, skipped: number): string {

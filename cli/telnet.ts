@@ -37,6 +37,14 @@ import {
   unixOption,
   UsageError,
 } from "./_common.ts";
+import {
+  checkNoTlsOnUnix,
+  CLIENT_TLS_HELP,
+  CLIENT_TLS_OPTIONS,
+  clientTlsFlags,
+  handshakeLine,
+} from "./_tls.ts";
+import type { HandshakeEvent } from "../lib/tls.ts";
 
 /** The help text of `telnet`. */
 export const TELNET_HELP =
@@ -79,6 +87,9 @@ Options:
                 handed to a worker thread (past its first MiB)
   -h, --help    this help
 
+${CLIENT_TLS_HELP}
+  The trace adds the handshake: "TLS handshake with NAME: ok, ALPN h2".
+
 Exit status: 0 the peer closed the connection, or reset it (as nc and
 telnet exit 0 then), or stdout's reader left, or close/quit was typed;
 1 could not connect, or reading stdin or writing stdout failed; 2 usage
@@ -97,6 +108,7 @@ export const telnetCommand: Command = {
     quiet: { type: "boolean", short: "q" },
     verbose: { type: "boolean", short: "v" },
     ...FAMILY_OPTIONS,
+    ...CLIENT_TLS_OPTIONS,
   },
   positionals: 2,
   run: runTelnet,
@@ -105,6 +117,7 @@ export const telnetCommand: Command = {
 /** Runs `telnet` and returns the exit code. */
 async function runTelnet({ values, positionals }: ParsedArgs): Promise<number> {
   const path = unixOption(values, ["ipv4", "ipv6"]);
+  checkNoTlsOnUnix(values, path);
   if (path !== undefined && positionals.length > 0) {
     throw new UsageError(
       "--unix replaces HOST and PORT: give one or the other",
@@ -122,12 +135,15 @@ async function runTelnet({ values, positionals }: ParsedArgs): Promise<number> {
     : timeoutArg(timeoutText);
   const say = values.quiet ? () => {} : printError;
 
+  const tls = await clientTlsFlags(values);
   let conn: Connection<SocketAddress>;
   if (path === undefined) {
     conn = await connect(host, port, {
       onAttempt: (event) => trace(event, say),
       family,
       timeout,
+      tls,
+      onHandshake: (event) => traceHandshake(event, say),
     });
   } else {
     say(`Trying ${path}...`);
@@ -228,6 +244,15 @@ function outcome(result: PipeResult, say: (line: string) => void): number {
   // Everything that arrived was printed; then one line on how it ended.
   printError(error.message);
   return isReset(error) && !result.stdinError ? 0 : 1;
+}
+
+function traceHandshake(
+  event: HandshakeEvent,
+  say: (line: string) => void,
+): void {
+  if (event.state === "done") {
+    say(handshakeLine(event.serverName, event.alpnProtocol));
+  }
 }
 
 function traceHandoff(direction: Role, bytes: number): void {

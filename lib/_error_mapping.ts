@@ -10,6 +10,7 @@
 import {
   AddressInUseError,
   CancelledError,
+  CertificateError,
   ConnectionRefusedError,
   ConnectionResetError,
   InvalidArgumentError,
@@ -23,6 +24,7 @@ import {
   type SocketErrorOptions,
   type SocketOp,
   TimeoutError,
+  TlsError,
   UnreachableError,
 } from "./errors.ts";
 
@@ -70,6 +72,13 @@ export function errorFor(
       return new MessageTooLargeError(fields);
     case "ECANCELED":
       return new CancelledError(fields);
+    case "EUNKNOWNCA":
+    case "ECERTNAME":
+    case "ECERTEXPIRED":
+    case "ECERTINVALID":
+      return new CertificateError({ ...fields, code });
+    case "ETLS":
+      return new TlsError(fields);
     case "EIO":
       return new SocketError({ ...fields, code });
   }
@@ -135,10 +144,63 @@ function classify(
     if (error instanceof type) return [code, reason];
   }
   const text = error instanceof Error ? error.message : String(error);
+  if (op === "handshake") return classifyTls(text);
   if (/no route to host|host is unreachable/i.test(text)) {
     return ["EHOSTUNREACH", "No route to host"];
   }
   return ["EIO", text];
+}
+
+/**
+ * The code and reason of a failed TLS handshake. rustls reports it only as
+ * text ("invalid peer certificate: UnknownIssuer", "received fatal alert:
+ * UnknownCA"): this is the one place the module reads a runtime's message.
+ */
+function classifyTls(text: string): [SocketErrorCode, string] {
+  const peer = /invalid peer certificate: (.*)$/s.exec(text)?.[1];
+  if (peer !== undefined) return classifyCertificate(peer);
+  const alert = /received fatal alert: (\w+)/.exec(text)?.[1];
+  if (alert !== undefined) {
+    return [
+      ALERT_CODES[alert] ?? "ETLS",
+      `the peer refused the handshake (alert ${alert})`,
+    ];
+  }
+  if (
+    /corrupt message|InvalidContentType|invalid (message|record)/i.test(text)
+  ) {
+    return ["ETLS", `the peer does not speak TLS (${text})`];
+  }
+  if (/eof|unexpected end/i.test(text)) {
+    return ["ETLS", "the peer closed the connection during the handshake"];
+  }
+  return ["ETLS", text];
+}
+
+/** A peer's fatal alert about our certificate, as the code it means. */
+const ALERT_CODES: Record<string, SocketErrorCode> = {
+  UnknownCA: "EUNKNOWNCA",
+  CertificateExpired: "ECERTEXPIRED",
+  BadCertificate: "ECERTINVALID",
+  CertificateUnknown: "ECERTINVALID",
+};
+
+/** What rustls found wrong with the peer's certificate. */
+function classifyCertificate(what: string): [SocketErrorCode, string] {
+  if (/UnknownIssuer/.test(what)) {
+    return ["EUNKNOWNCA", "certificate signed by an unknown authority"];
+  }
+  if (/NotValidForName|not valid for name/.test(what)) {
+    return ["ECERTNAME", what.replace(/^NotValidForName:?\s*/, "")];
+  }
+  if (/Expired|expired/.test(what)) {
+    const after = /not valid after (\d+)/.exec(what)?.[1];
+    const date = after === undefined
+      ? ""
+      : ` on ${new Date(Number(after) * 1000).toISOString()}`;
+    return ["ECERTEXPIRED", `certificate expired${date}`];
+  }
+  return ["ECERTINVALID", `invalid certificate (${what})`];
 }
 
 /** Why binding a port below 1024 fails, and the three ways around it. */

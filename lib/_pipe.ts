@@ -268,7 +268,7 @@ async function sendFromRing(
       return true;
     }
     if (producer === Ring.DONE) return true;
-    await ring.waitForProducer(seq);
+    if (ring.sleepsOnProducer(seq)) await handoff.woken();
   }
 }
 
@@ -340,7 +340,7 @@ async function receiveIntoRing(
     const seq = ring.consumerSeq();
     const space = ring.writable();
     if (space.length === 0) {
-      await ring.waitForConsumer(seq);
+      if (ring.sleepsOnConsumer(seq)) await handoff.woken();
       continue;
     }
     // The worker failing (stdout closed) must end the wait for a peer that
@@ -398,7 +398,12 @@ export function isReset(error: SocketError): boolean {
  * A single-producer, single-consumer byte ring in shared memory. Counters
  * are 32-bit and wrap; the size is a power of two below 2^31, so
  * `written - read` is always the fill. Each side sleeps on the other's
- * event counter and is woken only when it said it sleeps.
+ * event counter and is woken only when it said it sleeps: the worker with
+ * `Atomics.wait` and `Atomics.notify`; the main thread by a message that
+ * the worker posts (its `wake`), because `Atomics.waitAsync` resolves
+ * outside Deno's event loop, which can stay parked in I/O polling with
+ * nothing to wake it (denoland/deno#15358, #14786: seen here as a telnet
+ * making no progress for 5 s, its timers included).
  *
  * Its source is also the worker's (see `workerSource`): it may use
  * nothing from outside the class.
@@ -418,20 +423,30 @@ class Ring {
   static PRODUCER_STATE = 6;
   static CONSUMER_STATE = 7;
   /**
-   * The longest sleep, in ms: the protocol loses no wakeup, but should a
-   * wakeup ever go missing (once seen under heavy load, not explained),
-   * a side looks again instead of hanging.
+   * The worker's longest sleep, in ms: no wakeup is lost, but a worker
+   * that was terminated while asleep then ends soon all the same.
    */
   static NAP = 100;
 
   ctl: Int32Array;
   data: Uint8Array;
   mask: number;
+  /** Wakes the other side, asleep on the counter at `seq`. */
+  wake: (seq: number) => void;
 
-  constructor(control: SharedArrayBuffer, data: SharedArrayBuffer) {
+  /**
+   * @param wake How this side wakes the other: by default (main thread
+   * waking the worker) `Atomics.notify`; the worker posts a message.
+   */
+  constructor(
+    control: SharedArrayBuffer,
+    data: SharedArrayBuffer,
+    wake?: (seq: number) => void,
+  ) {
     this.ctl = new Int32Array(control);
     this.data = new Uint8Array(data);
     this.mask = data.byteLength - 1;
+    this.wake = wake ?? ((seq) => Atomics.notify(this.ctl, seq));
   }
 
   static create(
@@ -513,27 +528,22 @@ class Ring {
     Atomics.wait(this.ctl, Ring.CONSUMER_SEQ, seq, Ring.NAP);
   }
 
-  /** The consumer waits (main thread) until the producer's counter moves. */
-  async waitForProducer(seq: number): Promise<void> {
+  /**
+   * The consumer (main thread) says it sleeps until the producer's
+   * counter moves from `seq`; false when it has moved already, and then
+   * it must look again instead of sleeping. True: the producer will wake
+   * it (its flag is set before the counter is read again, and the
+   * producer moves the counter before it reads the flag).
+   */
+  sleepsOnProducer(seq: number): boolean {
     Atomics.store(this.ctl, Ring.CONSUMER_WAITS, 1);
-    const wait = Atomics.waitAsync(
-      this.ctl,
-      Ring.PRODUCER_SEQ,
-      seq,
-      Ring.NAP,
-    );
-    if (wait.async) await wait.value;
+    return Atomics.load(this.ctl, Ring.PRODUCER_SEQ) === seq;
   }
 
-  async waitForConsumer(seq: number): Promise<void> {
+  /** The producer (main thread) says it sleeps: as sleepsOnProducer. */
+  sleepsOnConsumer(seq: number): boolean {
     Atomics.store(this.ctl, Ring.PRODUCER_WAITS, 1);
-    const wait = Atomics.waitAsync(
-      this.ctl,
-      Ring.CONSUMER_SEQ,
-      seq,
-      Ring.NAP,
-    );
-    if (wait.async) await wait.value;
+    return Atomics.load(this.ctl, Ring.CONSUMER_SEQ) === seq;
   }
 
   /**
@@ -543,9 +553,7 @@ class Ring {
    */
   #event(seq: number, waits: number): void {
     Atomics.add(this.ctl, seq, 1);
-    if (Atomics.exchange(this.ctl, waits, 0) !== 0) {
-      Atomics.notify(this.ctl, seq);
-    }
+    if (Atomics.exchange(this.ctl, waits, 0) !== 0) this.wake(seq);
   }
 }
 
@@ -557,6 +565,7 @@ export type Role = "stdin" | "stdout";
 /** What a worker posts. */
 type WorkerMessage =
   | { kind: "ready" }
+  | { kind: "wake" }
   | { kind: "done" }
   | { kind: "error"; name: string; message: string };
 
@@ -612,7 +621,9 @@ function workerMain(scope: WorkerScope, role: Role, ring: typeof Ring): void {
     }
   };
   scope.onmessage = (event) => {
-    const r = new ring(event.data.control, event.data.data);
+    // Through the event loop, which Atomics.waitAsync may not wake.
+    const wake = () => scope.postMessage({ kind: "wake" });
+    const r = new ring(event.data.control, event.data.data, wake);
     try {
       if (role === "stdin") readStdin(r);
       else writeStdout(r);
@@ -649,6 +660,11 @@ interface Handoff {
   readonly ended: Promise<WorkerEnd>;
   /** Hands it the ring: from here it owns stdin (or stdout). */
   go(): Ring;
+  /**
+   * Settles at the worker's next message: a wake (its counter moved after
+   * the main thread said it sleeps), or its end.
+   */
+  woken(): Promise<void>;
 }
 
 /**
@@ -663,6 +679,11 @@ function startWorker(role: Role, state: PipeState): Handoff {
   const worker = new Worker(url, { type: "module" });
   state.workers.push(worker);
   const { promise: ended, resolve } = Promise.withResolvers<WorkerEnd>();
+  let wakeUp: (() => void) | undefined;
+  const wakeAll = (): void => {
+    wakeUp?.();
+    wakeUp = undefined;
+  };
   const handoff = {
     status: "starting" as Handoff["status"],
     ended,
@@ -673,9 +694,18 @@ function startWorker(role: Role, state: PipeState): Handoff {
       handoff.status = "running";
       return new Ring(buffers.control, buffers.data);
     },
+    woken(): Promise<void> {
+      // A wake left over from a sleep that was called off wakes this one
+      // early: harmless, the caller looks at the ring again.
+      const { promise, resolve } = Promise.withResolvers<void>();
+      wakeUp = resolve;
+      return promise;
+    },
   };
   worker.onmessage = (event: MessageEvent<WorkerMessage>) => {
     const message = event.data;
+    wakeAll();
+    if (message.kind === "wake") return;
     if (message.kind === "ready") {
       URL.revokeObjectURL(url);
       handoff.status = "ready";
@@ -688,6 +718,7 @@ function startWorker(role: Role, state: PipeState): Handoff {
   };
   worker.onerror = (event) => {
     event.preventDefault();
+    wakeAll();
     if (handoff.status === "starting") handoff.status = "failed";
     resolve({ error: new Error(event.message) });
   };

@@ -22,9 +22,18 @@ import {
   connectionSettings,
 } from "./connection.ts";
 import { abortError, fromUnixError } from "./_error_mapping.ts";
-import { TimeoutError } from "./errors.ts";
+import { InvalidArgumentError, TimeoutError } from "./errors.ts";
 import { type AttemptEvent, happyEyeballs } from "./_happy_eyeballs.ts";
 import { resolve, type ResolveOptions } from "./resolve.ts";
+import {
+  type ClientTlsOptions,
+  type ClientTlsSettings,
+  clientTlsSettings,
+  dialWithCertificate,
+  type HandshakeEvent,
+  secureClient,
+  secured,
+} from "./tls.ts";
 import { deadlineSignal } from "./_deadline.ts";
 import {
   checkDuration,
@@ -33,7 +42,7 @@ import {
   checkSignal,
 } from "./_validate.ts";
 
-export type { AttemptEvent };
+export type { AttemptEvent, HandshakeEvent };
 
 /** Options of {@linkcode connect}. */
 export interface ConnectOptions
@@ -59,6 +68,18 @@ export interface ConnectOptions
    * What it throws is ignored.
    */
   onAttempt?: (event: AttemptEvent) => void;
+  /**
+   * Speaks TLS over the connection: the server's certificate and name are
+   * checked (`true` for every default: the runtime's roots, the host as the
+   * name). The handshake runs after the race, within `timeout`, before
+   * `connect` returns; {@linkcode Connection.tls} says what it agreed.
+   */
+  tls?: ClientTlsOptions | boolean;
+  /**
+   * Called as the TLS handshake starts and ends ("TLS handshake with
+   * localhost: ok, ALPN h2"). What it throws is ignored.
+   */
+  onHandshake?: (event: HandshakeEvent) => void;
 }
 
 const DEFAULT_ATTEMPT_DELAY = 250;
@@ -69,18 +90,23 @@ interface ConnectSettings {
   attemptDelay: number;
   signal: AbortSignal | undefined;
   onAttempt: ((event: AttemptEvent) => void) | undefined;
+  tls: ClientTlsSettings | undefined;
+  onHandshake: ((event: HandshakeEvent) => void) | undefined;
   connection: ConnectionSettings;
 }
 
 function connectSettings(options: ConnectOptions): ConnectSettings {
   checkOptions(options);
   checkFunction(options.onAttempt, "onAttempt");
+  checkFunction(options.onHandshake, "onHandshake");
   return {
     timeout: checkDuration(options.timeout, "timeout"),
     attemptDelay: checkDuration(options.attemptDelay, "attemptDelay") ??
       DEFAULT_ATTEMPT_DELAY,
     signal: checkSignal(options.signal),
     onAttempt: options.onAttempt,
+    tls: clientTlsSettings(options.tls),
+    onHandshake: options.onHandshake,
     // Checked now, so that a bad option fails before any socket is made.
     connection: connectionSettings(options),
   };
@@ -133,6 +159,17 @@ export function connect(
  * of its addresses, the name itself is dialled once and Deno picks the
  * address: the permission people write works.
  *
+ * @example Connect with TLS (the certificate and name are checked)
+ * ```ts ignore
+ * import { connect } from "@socket-programming/socket";
+ *
+ * await using conn = await connect("example.com", 443, {
+ *   tls: { alpnProtocols: ["http/1.1"] },
+ *   timeout: 5000,
+ * });
+ * console.log(conn.tls?.alpnProtocol); // "http/1.1"
+ * ```
+ *
  * @example Connect to a local server
  * ```ts
  * import { connect, serve } from "@socket-programming/socket";
@@ -151,6 +188,9 @@ export function connect(
  *   and `attempts` give each address's error.
  * @throws {TimeoutError} past `timeout`.
  * @throws {ResolveError} when the name does not resolve.
+ * @throws {CertificateError} with `tls`, when the server's certificate is
+ *   refused (unknown authority, wrong name, expired).
+ * @throws {TlsError} with `tls`, when the handshake fails otherwise.
  * @throws {InvalidArgumentError} for a bad port, host or option, before any
  *   socket is made.
  */
@@ -202,6 +242,12 @@ async function connectTcp(
       timeout,
       signal,
     });
+    const { tls } = settings;
+    const target = { host, port, signal, onHandshake: settings.onHandshake };
+    if (tls?.cert !== undefined) {
+      const conn = await dialWithCertificate(tls, target);
+      return await secured(conn, settings.connection, host);
+    }
     const byName = onlyNamePermitted(host, port, addresses);
     const conn = await happyEyeballs({
       host,
@@ -213,7 +259,9 @@ async function connectTcp(
       signal,
       onAttempt: settings.onAttempt,
     });
-    return new Connection(conn, settings.connection);
+    if (tls === undefined) return new Connection(conn, settings.connection);
+    const secure = await secureClient(conn, tls, target);
+    return await secured(secure, settings.connection, tls.serverName ?? host);
   } finally {
     deadline.clear();
   }
@@ -231,6 +279,13 @@ async function connectUnix(
 ): Promise<Connection<UnixAddress>> {
   const path = validatePath(address.path);
   checkOptions(options);
+  // Deno's TLS dials TCP only; the type has no `tls`, untyped callers may.
+  if ((options as ConnectOptions | undefined)?.tls !== undefined) {
+    throw new InvalidArgumentError({
+      reason: "invalid tls: TLS runs over TCP only, not to a Unix socket's " +
+        "path",
+    });
+  }
   const timeout = checkDuration(options.timeout, "timeout");
   const connection = connectionSettings({ idleTimeout: options.idleTimeout });
   const where = { op: "connect" as const, host: path };

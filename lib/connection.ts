@@ -97,6 +97,37 @@ export function connectionSettings(
   return settings;
 }
 
+/**
+ * What a TLS handshake agreed, on {@linkcode Connection.tls}. Deno reports
+ * the ALPN protocol only; the protocol version and cipher are not exposed.
+ */
+export interface TlsInfo {
+  /** The ALPN protocol agreed (`"h2"`, `"http/1.1"`), or `null` for none. */
+  alpnProtocol: string | null;
+  /**
+   * The name the peer's certificate was verified for (client side); absent
+   * on a server's connection.
+   */
+  serverName?: string;
+}
+
+/**
+ * Internal hooks for lib/tls.ts: mark a connection as TLS, and take the
+ * runtime's connection out of one for `Deno.startTls` (which consumes it).
+ */
+export let connectionInternals: {
+  setTls: (conn: Connection<SocketAddress>, info: TlsInfo) => void;
+  take: (conn: Connection<SocketAddress>) => Deno.TcpConn;
+  settings: (conn: Connection<SocketAddress>) => ConnectionSettings;
+};
+
+/** A plain TCP connection: the only kind with no-delay and keep-alive. */
+function isPlainTcp(
+  conn: Deno.TcpConn | Deno.TlsConn | Deno.UnixConn,
+): conn is Deno.TcpConn {
+  return "setNoDelay" in conn;
+}
+
 const DEFAULT_RECV_SIZE = 65536;
 const MAX_RECV_BUFFER = 16 * 1024 * 1024;
 const DEFAULT_RECV_ALL_LIMIT = 64 * 1024 * 1024;
@@ -125,9 +156,11 @@ const encoder = new TextEncoder();
  */
 export class Connection<A extends SocketAddress = NetAddress>
   implements AsyncDisposable, Disposable {
-  readonly #conn: Deno.TcpConn | Deno.UnixConn;
+  readonly #conn: Deno.TcpConn | Deno.TlsConn | Deno.UnixConn;
   readonly #idleTimeout: number | undefined;
+  readonly #settings: ConnectionSettings;
   #closed = false;
+  #tls: TlsInfo | undefined;
   /**
    * The local end: this machine's address and port, or the socket's path
    * (`""` on a Unix socket's client end).
@@ -140,7 +173,9 @@ export class Connection<A extends SocketAddress = NetAddress>
   readonly remoteAddr: A;
 
   /**
-   * Wraps a connection from Deno's `Deno.connect` or `listener.accept()`.
+   * Wraps a connection from Deno's `Deno.connect` or `listener.accept()`
+   * (a TLS one from `Deno.connectTls` or `Deno.listenTls` too: no-delay and
+   * keep-alive then stay as Deno set them).
    *
    * `A` must match the kind of `conn` (`UnixAddress` for a
    * `Deno.UnixConn`): {@linkcode connect} and {@linkcode serve} see to it.
@@ -149,18 +184,64 @@ export class Connection<A extends SocketAddress = NetAddress>
    * @param options Idle timeout, no-delay and keep-alive (TCP only).
    */
   constructor(
-    conn: Deno.TcpConn | Deno.UnixConn,
+    conn: Deno.TcpConn | Deno.TlsConn | Deno.UnixConn,
     options: ConnectionOptions = {},
   ) {
     const settings = connectionSettings(options);
+    this.#settings = settings;
     this.#idleTimeout = settings.idleTimeout;
     this.#conn = conn;
     this.localAddr = toSocketAddress(conn.localAddr) as A;
     this.remoteAddr = toSocketAddress(conn.remoteAddr) as A;
-    if (conn.localAddr.transport !== "tcp") return;
-    const tcp = conn as Deno.TcpConn;
-    if (!settings.noDelay) tcp.setNoDelay(false);
-    if (settings.keepAlive) tcp.setKeepAlive(true);
+    // Plain TCP only: a Unix socket has no such options, and TLS keeps
+    // what Deno set.
+    if (isPlainTcp(conn)) {
+      if (!settings.noDelay) conn.setNoDelay(false);
+      if (settings.keepAlive) conn.setKeepAlive(true);
+    }
+  }
+
+  static {
+    connectionInternals = {
+      setTls: (conn, info) => {
+        conn.#tls = Object.freeze({ ...info });
+      },
+      take: (conn) => {
+        conn.#checkOpen("handshake");
+        const inner = conn.#conn;
+        if (inner.localAddr.transport === "unix") {
+          throw new InvalidArgumentError({
+            reason: "invalid conn: TLS runs over TCP, not a Unix socket",
+          });
+        }
+        if (!isPlainTcp(inner) || conn.#tls !== undefined) {
+          throw new InvalidArgumentError({
+            reason: "invalid conn: TLS is already on",
+          });
+        }
+        // The new connection owns the socket: this one is closed, not it.
+        conn.#closed = true;
+        return inner;
+      },
+      settings: (conn) => conn.#settings,
+    };
+  }
+
+  /**
+   * What the TLS handshake agreed (the ALPN protocol), or `undefined` on a
+   * plain TCP connection.
+   *
+   * @example
+   * ```ts
+   * import { connect, serve } from "@socket-programming/socket";
+   *
+   * await using server = serve({ hostname: "127.0.0.1" }, () => {});
+   * await using conn = await connect("127.0.0.1", server.addr.port);
+   * console.log(conn.tls); // undefined: plain TCP
+   * ```
+   */
+  get tls(): TlsInfo | undefined {
+    return this.#tls;
   }
 
   /** Whether {@linkcode Connection.close} has been called. */
@@ -221,13 +302,19 @@ export class Connection<A extends SocketAddress = NetAddress>
    * @default {65536}
    * @returns The bytes (never empty), or `null` at end of stream.
    */
-  async recv(maxBytes: number = DEFAULT_RECV_SIZE): Promise<Uint8Array | null> {
-    checkCount(maxBytes, "maxBytes", 1);
+  recv(maxBytes: number = DEFAULT_RECV_SIZE): Promise<Uint8Array | null> {
+    try {
+      checkCount(maxBytes, "maxBytes", 1);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     // A buffer of any size asked for could fail to allocate; one read never
-    // returns more than the socket's buffer holds anyway.
+    // returns more than the socket's buffer holds anyway. A fresh buffer
+    // per call: the caller owns what it gets, never overwritten later.
     const buffer = new Uint8Array(Math.min(maxBytes, MAX_RECV_BUFFER));
-    const n = await this.recvInto(buffer);
-    return n === null ? null : buffer.subarray(0, n);
+    return this.#read(buffer).then((n) =>
+      n === null ? null : buffer.subarray(0, n)
+    );
   }
 
   /**
@@ -255,20 +342,34 @@ export class Connection<A extends SocketAddress = NetAddress>
    * @param buffer Where the bytes go, from its start; not empty.
    * @returns How many bytes were read (≥ 1), or `null` at end of stream.
    */
-  async recvInto(buffer: Uint8Array): Promise<number | null> {
+  recvInto(buffer: Uint8Array): Promise<number | null> {
     if (!(buffer instanceof Uint8Array) || buffer.length === 0) {
-      throw new InvalidArgumentError({
-        reason: `invalid buffer ${
-          describe(buffer)
-        }: expected a non-empty Uint8Array`,
-      });
+      return Promise.reject(
+        new InvalidArgumentError({
+          reason: `invalid buffer ${
+            describe(buffer)
+          }: expected a non-empty Uint8Array`,
+        }),
+      );
     }
-    while (true) {
-      const n = await this.#io("recv", () => this.#conn.read(buffer));
-      if (n === null) return null;
-      // Deno may report a read of 0 bytes that is not the end of stream.
-      if (n > 0) return n;
+    return this.#read(buffer);
+  }
+
+  /**
+   * One read of at least a byte, or `null` at end of stream. Plain promise
+   * chains, no async frames: a connection idle in `recv` holds a promise
+   * and a reaction or two, which counts with thousands of them.
+   */
+  #read(buffer: Uint8Array): Promise<number | null> {
+    // Deno may report a read of 0 bytes that is not the end of stream.
+    const again = (n: number | null) => n === 0 ? this.#read(buffer) : n;
+    if (this.#closed || this.#idleTimeout !== undefined) {
+      return this.#io("recv", () => this.#conn.read(buffer)).then(again);
     }
+    // The common case in one reaction: the read, its error mapped.
+    return this.#conn.read(buffer).then(again, (error) => {
+      throw this.#error(error, "recv");
+    });
   }
 
   /**

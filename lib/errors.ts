@@ -33,6 +33,16 @@ import { hostPort } from "./_describe.ts";
  *   descriptor").
  * - `EMSGSIZE`: more data arrived than the caller allowed.
  * - `ECANCELED`: an `AbortSignal` fired.
+ * - `EUNKNOWNCA`, `ECERTNAME`, `ECERTEXPIRED`, `ECERTINVALID`: the TLS
+ *   peer's certificate was refused ({@linkcode CertificateError}): signed by
+ *   an authority not trusted here (Node's `UNABLE_TO_VERIFY_LEAF_SIGNATURE`,
+ *   OpenSSL's "unable to get local issuer certificate"), not valid for the
+ *   name asked for (Node's `ERR_TLS_CERT_ALTNAME_INVALID`), past its end
+ *   date (`CERT_HAS_EXPIRED`), or bad another way. Op `"handshake"`.
+ * - `ETLS`: any other failed TLS handshake: not TLS, no protocol or cipher
+ *   in common, a fatal alert from the peer ({@linkcode TlsError}). A
+ *   handshake that did not finish in time is a {@linkcode TimeoutError}
+ *   with op `"handshake"`.
  * - `EIO`: any other failure of the runtime (the base class itself).
  */
 export type SocketErrorCode =
@@ -52,7 +62,16 @@ export type SocketErrorCode =
   | "EBADF"
   | "EMSGSIZE"
   | "ECANCELED"
+  | CertificateErrorCode
+  | "ETLS"
   | "EIO";
+
+/** The codes of {@linkcode CertificateError}. */
+export type CertificateErrorCode =
+  | "EUNKNOWNCA"
+  | "ECERTNAME"
+  | "ECERTEXPIRED"
+  | "ECERTINVALID";
 
 /**
  * What was being done when an error happened (Node's `syscall`, Go's
@@ -65,6 +84,7 @@ export type SocketErrorCode =
  * - `handle`: a server's handler running for one connection.
  * - `scan`: a port scan as a whole (each port's outcome is a result, not an
  *   error).
+ * - `handshake`: a TLS handshake, client or server side.
  */
 export type SocketOp =
   | "resolve"
@@ -76,7 +96,8 @@ export type SocketOp =
   | "shutdown"
   | "close"
   | "handle"
-  | "scan";
+  | "scan"
+  | "handshake";
 
 /**
  * The fields of a {@linkcode SocketError}, as every class's constructor
@@ -136,6 +157,7 @@ const OP_PHRASES: Record<SocketOp, string> = {
   close: "close",
   handle: "handler for",
   scan: "scan",
+  handshake: "TLS handshake with",
 };
 /** How many failed addresses a message names before "and N more". */
 const NAMED_ATTEMPTS = 3;
@@ -153,7 +175,10 @@ const NAMED_ATTEMPTS = 3;
  */
 function formatMessage(code: SocketErrorCode, f: SocketErrorOptions): string {
   if (f.op === undefined) return f.reason;
-  const target = f.address ?? f.host;
+  // A certificate is checked against the name asked for: name that.
+  const target = f.op === "handshake"
+    ? f.host ?? f.address
+    : f.address ?? f.host;
   if (f.op === "resolve" && GAIERROR_CODES.has(code)) {
     return `there was an error resolving the host: ${target} (${f.reason})`;
   }
@@ -619,5 +644,74 @@ export class CancelledError extends SocketError {
    */
   constructor(options: SocketErrorOptions) {
     super({ ...options, code: "ECANCELED" });
+  }
+}
+
+/**
+ * A TLS handshake failed (`ETLS`): the peer does not speak TLS, has no
+ * protocol version or cipher in common, or sent a fatal alert. The base
+ * class of {@linkcode CertificateError}, so that `instanceof TlsError`
+ * catches every TLS failure but a timeout.
+ *
+ * @example
+ * ```ts
+ * import { TlsError } from "@socket-programming/socket";
+ *
+ * const error = new TlsError({
+ *   op: "handshake",
+ *   host: "localhost",
+ *   port: 443,
+ *   reason: "the peer does not speak TLS",
+ * });
+ * console.log(error.message); // "TLS handshake with localhost port 443: the peer does not speak TLS"
+ * ```
+ */
+export class TlsError extends SocketError {
+  /** The stable code. */
+  declare readonly code: "ETLS" | CertificateErrorCode;
+
+  /**
+   * Makes the error.
+   *
+   * @param options The fields.
+   */
+  constructor(options: SocketErrorOptions) {
+    super({ ...options, code: "ETLS" });
+  }
+}
+
+/**
+ * The peer's certificate was refused, or the peer refused ours: unknown
+ * authority (`EUNKNOWNCA`), not valid for the name (`ECERTNAME`), expired
+ * (`ECERTEXPIRED`), or another defect (`ECERTINVALID`). Nothing the peer
+ * sent is delivered before its certificate is verified.
+ *
+ * @example
+ * ```ts
+ * import { CertificateError } from "@socket-programming/socket";
+ *
+ * const error = new CertificateError({
+ *   code: "ECERTNAME",
+ *   op: "handshake",
+ *   host: "localhost",
+ *   port: 443,
+ *   reason: 'certificate not valid for name "localhost"',
+ * });
+ * console.log(error.message); // 'TLS handshake with localhost port 443: certificate not valid for name "localhost"'
+ * ```
+ */
+export class CertificateError extends TlsError {
+  /** The stable code. */
+  declare readonly code: CertificateErrorCode;
+
+  /**
+   * Makes the error.
+   *
+   * @param options Which defect (`code`) and the fields.
+   */
+  constructor(options: SocketErrorOptions & { code: CertificateErrorCode }) {
+    super(options);
+    // TlsError's constructor sets ETLS: this class owns the certificate codes.
+    (this as { code: SocketErrorCode }).code = options.code;
   }
 }

@@ -26,6 +26,13 @@ import {
 } from "./connection.ts";
 import { fromRuntimeError, fromUnixError } from "./_error_mapping.ts";
 import {
+  secureServer,
+  type ServerTlsSettings,
+  serverTlsSettings,
+  type ServeTlsOptions,
+} from "./tls.ts";
+import { connectionInternals } from "./connection.ts";
+import {
   AddressInUseError,
   InvalidArgumentError,
   SocketError,
@@ -162,11 +169,23 @@ export interface ServeOptions<A extends SocketAddress = NetAddress>
    * Waits for as long as they take when not given.
    */
   shutdownTimeout?: number;
+  /**
+   * Serves TLS: each client's handshake runs before its handler, within
+   * `tls.handshakeTimeout` (10 s by default); a client whose handshake
+   * fails or stalls is closed and counted as failed (op `"handshake"`),
+   * and the server goes on. A refused client is closed without
+   * `refusalMessage`: sending it would take a handshake, the work a
+   * refusal is there to save.
+   */
+  tls?: ServeTlsOptions;
   /** Called once, when the server is listening. */
   onListen?: (addr: A) => void;
   /** Called when the server accepts a connection, before it waits or runs. */
   onAccept?: (info: ConnectionInfo<A>) => void;
-  /** Called when a handler starts on a connection (the tutorial's accept). */
+  /**
+   * Called when a handler starts on a connection (the tutorial's accept);
+   * with TLS, once the handshake has succeeded.
+   */
   onConnection?: (info: ConnectionInfo<A>) => void;
   /** Called when a connection is refused because the backlog is full. */
   onRefused?: (info: ConnectionInfo<A>) => void;
@@ -180,12 +199,13 @@ export interface ServeOptions<A extends SocketAddress = NetAddress>
 /**
  * Options of {@linkcode serve} on a Unix socket: `path` in place of
  * `hostname` and `port`; no kernel backlog option (Deno does not take
- * one there) and no TCP options.
+ * one there), no TCP options, and no TLS (Deno has no TLS listener on a
+ * Unix socket).
  */
 export interface UnixServeOptions extends
   Omit<
     ServeOptions<UnixAddress>,
-    "hostname" | "port" | "kernelBacklog" | "noDelay" | "keepAlive"
+    "hostname" | "port" | "kernelBacklog" | "noDelay" | "keepAlive" | "tls"
   > {
   /**
    * The socket file to make. It must not exist: see {@linkcode serve} on
@@ -222,29 +242,60 @@ interface ServerSettings {
   waitingOnShutdown: "serve" | "refuse";
   /** Encoded once; `undefined` when there is none to send. */
   refusalMessage: Uint8Array | undefined;
-  onAccept: ((info: Info) => void) | undefined;
-  onConnection: ((info: Info) => void) | undefined;
-  onRefused: ((info: Info) => void) | undefined;
-  onError: ((error: unknown, info: Info) => void) | undefined;
+  onAccept: ((info: AnyInfo) => void) | undefined;
+  onConnection: ((info: AnyInfo) => void) | undefined;
+  onRefused: ((info: AnyInfo) => void) | undefined;
+  onError: ((error: unknown, info: AnyInfo) => void) | undefined;
   connection: ConnectionSettings;
+  tls: ServerTlsSettings | undefined;
   /** Removes the Unix socket's file once the listener is closed. */
   unlink?: () => void;
 }
 
 /** What the server handles inside: either kind of address. */
-type Info = ConnectionInfo<SocketAddress>;
-type AnyListener = Deno.TcpListener | Deno.UnixListener;
+type AnyInfo = ConnectionInfo<SocketAddress>;
 
+/**
+ * A connection's info. The signal's AbortController is made on first use
+ * (a read of `signal`, or an abort): most handlers never look at it, and
+ * with thousands of idle connections its bytes count.
+ */
+class Info implements AnyInfo {
+  readonly id: number;
+  readonly remoteAddr: SocketAddress;
+  readonly localAddr: SocketAddress;
+  #controller: AbortController | undefined;
+
+  constructor(id: number, conn: Connection<SocketAddress>) {
+    this.id = id;
+    this.remoteAddr = conn.remoteAddr;
+    this.localAddr = conn.localAddr;
+  }
+
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController();
+    return this.#controller.signal;
+  }
+
+  /** Aborts the signal, made now if nobody asked for it yet. */
+  static abort(info: Info, reason: unknown): void {
+    info.#controller ??= new AbortController();
+    info.#controller.abort(reason);
+  }
+}
+
+/** A connection in the server's hands, waiting or running. */
 interface Entry {
   conn: Connection<SocketAddress>;
   info: Info;
-  controller: AbortController;
-  /** Rejects the running handler's race; set while it runs. */
-  stop?: (reason: unknown) => void;
-  /** The running handler, settled once its connection is counted. */
-  task?: Promise<void>;
+  /** The `handlerTimeout` timer, while the handler runs. */
+  timer?: ReturnType<typeof setTimeout>;
+  /** Counted already: the handler settled, or was abandoned. */
+  done?: boolean;
   /** Its handler called `shutdown()`, which does not wait for it. */
   asked?: boolean;
+  /** The TLS connection, whose handshake runs before the handler. */
+  tls?: Deno.TlsConn;
 }
 
 const DEFAULT_BACKLOG = 128;
@@ -255,7 +306,7 @@ const MAX_PENDING_REFUSALS = 1024;
 
 /** Makes a server: {@linkcode serve}'s way past the private constructor. */
 let makeServer: (
-  listener: AnyListener,
+  listener: Listener,
   handler: Handler<SocketAddress>,
   settings: ServerSettings,
 ) => Server<SocketAddress>;
@@ -283,7 +334,7 @@ export class Server<A extends SocketAddress = NetAddress>
   readonly addr: A;
   /** Resolves once the server has stopped and released everything. */
   readonly finished: Promise<void>;
-  readonly #listener: AnyListener;
+  readonly #listener: Listener;
   readonly #handler: Handler<SocketAddress>;
   readonly #options: ServerSettings;
   readonly #backlog: number;
@@ -303,6 +354,8 @@ export class Server<A extends SocketAddress = NetAddress>
   #cut = false;
   /** Made at shutdown; resolved when no handler runs and none waits. */
   #idle: PromiseWithResolvers<void> | undefined;
+  /** At shutdown: resolved once no running handler passes `test`. */
+  #drain: { test: (entry: Entry) => boolean; resolve: () => void } | undefined;
   #pause:
     | { timer: ReturnType<typeof setTimeout>; wake: () => void }
     | undefined;
@@ -314,7 +367,7 @@ export class Server<A extends SocketAddress = NetAddress>
 
   /** Use {@linkcode serve}: only it makes servers. */
   private constructor(
-    listener: AnyListener,
+    listener: Listener,
     handler: Handler<SocketAddress>,
     settings: ServerSettings,
   ) {
@@ -374,6 +427,7 @@ export class Server<A extends SocketAddress = NetAddress>
     if (caller !== undefined && this.#running.has(caller)) {
       caller.asked = true;
       this.#checkIdle();
+      this.#checkDrain();
       return this.#othersDone.promise;
     }
     return this.finished;
@@ -387,7 +441,7 @@ export class Server<A extends SocketAddress = NetAddress>
   async #acceptLoop(): Promise<void> {
     let backoff = 0;
     while (!this.#stopping) {
-      let conn: Deno.TcpConn | Deno.UnixConn;
+      let conn: Accepted;
       try {
         conn = await this.#listener.accept();
         backoff = 0;
@@ -408,7 +462,7 @@ export class Server<A extends SocketAddress = NetAddress>
    * updated before any hook runs, so that a hook reading `stats` sees
    * `accepted` equal to the sum of the others.
    */
-  #admit(conn: Deno.TcpConn | Deno.UnixConn): void {
+  #admit(conn: Accepted): void {
     this.#counts.accepted++;
     const entry = this.#entry(conn);
     const { onAccept } = this.#options;
@@ -417,7 +471,7 @@ export class Server<A extends SocketAddress = NetAddress>
     if (!refuseAll && this.#running.size < this.#concurrency) {
       this.#running.add(entry);
       if (onAccept) this.#callHook(onAccept, entry.info);
-      entry.task = this.#handle(entry);
+      this.#handle(entry);
     } else if (!refuseAll && this.#waiting.length < this.#backlog) {
       this.#waiting.push(entry);
       if (onAccept) this.#callHook(onAccept, entry.info);
@@ -429,7 +483,7 @@ export class Server<A extends SocketAddress = NetAddress>
   }
 
   /** Runs a hook; one that throws must not stop the accept loop. */
-  #callHook(hook: (info: Info) => void, info: Info): void {
+  #callHook(hook: (info: AnyInfo) => void, info: AnyInfo): void {
     try {
       hook(info);
     } catch (error) {
@@ -437,19 +491,17 @@ export class Server<A extends SocketAddress = NetAddress>
     }
   }
 
-  #entry(conn: Deno.TcpConn | Deno.UnixConn): Entry {
+  #entry(conn: Accepted): Entry {
     const connection = new Connection<SocketAddress>(
       conn,
       this.#options.connection,
     );
-    const controller = new AbortController();
-    const info = {
-      id: this.#nextId++,
-      remoteAddr: connection.remoteAddr,
-      localAddr: connection.localAddr,
-      signal: controller.signal,
+    const tls = this.#options.tls ? conn as Deno.TlsConn : undefined;
+    return {
+      conn: connection,
+      info: new Info(this.#nextId++, connection),
+      tls,
     };
-    return { conn: connection, info, controller };
   }
 
   #startWaiting(): void {
@@ -457,7 +509,7 @@ export class Server<A extends SocketAddress = NetAddress>
       // deno-lint-ignore no-non-null-assertion -- the length was just checked
       const entry = this.#waiting.shift()!;
       this.#running.add(entry);
-      entry.task = this.#handle(entry);
+      this.#handle(entry);
     }
     this.#checkIdle();
   }
@@ -469,57 +521,93 @@ export class Server<A extends SocketAddress = NetAddress>
     this.#idle.resolve();
   }
 
-  /** Runs the handler, then counts the connection and starts the next. */
-  async #handle(entry: Entry): Promise<void> {
-    const { conn, info, controller } = entry;
+  /**
+   * Runs the handler; `#finish` counts the connection when it settles.
+   * No async frame, race or promise of its own per connection: one
+   * reaction on the handler's promise, which matters with thousands idle.
+   */
+  #handle(entry: Entry): void {
+    const { conn, info } = entry;
     const { onConnection, handlerTimeout } = this.#options;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let failure: { error: unknown } | undefined;
+    // With TLS, the handler's turn starts once the handshake is done.
+    if (onConnection && !entry.tls) this.#callHook(onConnection, info);
+    let handled: unknown;
     try {
-      if (onConnection) this.#callHook(onConnection, info);
-      // A sync throw lands in the catch below, as a rejection would. The
-      // context tells shutdown() which handler, if any, is calling it.
-      const handled = Promise.resolve(
-        handlerContext.run(entry, () => this.#handler(conn, info)),
-      );
-      // A handler that ignores its signal is abandoned when it aborts (its
-      // deadline or the shutdown's), so that it cannot hold the server.
-      handled.catch(() => {});
-      // #abort rejects this: cheaper per connection than a signal listener.
-      const stopped = new Promise<never>((_, reject) => {
-        entry.stop = reject;
-      });
-      if (controller.signal.aborted) entry.stop?.(controller.signal.reason);
-      if (handlerTimeout !== undefined) {
-        timer = setTimeout(() => {
-          this.#abort(
-            entry,
-            this.#lateError(conn, `timed out after ${handlerTimeout} ms`),
-          );
-        }, handlerTimeout);
-      }
-      await Promise.race([handled, stopped]);
+      // The context tells shutdown() which handler, if any, is calling it.
+      handled = entry.tls
+        ? this.#secureThenHandle(entry)
+        : handlerContext.run(entry, this.#handler, conn, info);
     } catch (error) {
-      failure = { error };
-    } finally {
-      clearTimeout(timer);
-      entry.stop = undefined;
+      // A sync throw counts as a rejection would, a tick later.
+      handled = Promise.reject(error);
     }
-    conn.close();
+    // A handler that ignores its signal is abandoned when it aborts (its
+    // deadline or the shutdown's): #abort finishes it, and what it does
+    // later is ignored.
+    Promise.resolve(handled).then(
+      () => this.#finish(entry, undefined),
+      (error) => this.#finish(entry, { error }),
+    );
+    if (handlerTimeout !== undefined && !entry.done) {
+      entry.timer = setTimeout(() => {
+        this.#abort(
+          entry,
+          this.#lateError(conn, `timed out after ${handlerTimeout} ms`),
+        );
+      }, handlerTimeout);
+    }
+  }
+
+  /** Closes and counts a connection whose handler settled or was abandoned. */
+  #finish(entry: Entry, failure: { error: unknown } | undefined): void {
+    if (entry.done) return;
+    entry.done = true;
+    clearTimeout(entry.timer);
+    entry.conn.close();
     this.#running.delete(entry);
     if (failure) {
       this.#counts.failed++;
-      this.#reportError(failure.error, info);
+      this.#reportError(failure.error, entry.info);
     } else {
       this.#counts.served++;
     }
     this.#startWaiting();
+    this.#checkDrain();
+  }
+
+  /** With TLS: the handshake, within its deadline, then the handler. */
+  async #secureThenHandle(entry: Entry): Promise<void> {
+    const { conn, info } = entry;
+    // deno-lint-ignore no-non-null-assertion -- only called with TLS on
+    const tls = this.#options.tls!;
+    // deno-lint-ignore no-non-null-assertion -- only called with TLS on
+    const agreed = await secureServer(entry.tls!, tls.handshakeTimeout);
+    connectionInternals.setTls(conn, agreed);
+    const { onConnection } = this.#options;
+    if (onConnection) this.#callHook(onConnection, info);
+    await handlerContext.run(entry, this.#handler, conn, info);
   }
 
   /** Aborts a handler's signal and abandons the handler. */
   #abort(entry: Entry, reason: unknown): void {
-    entry.controller.abort(reason);
-    entry.stop?.(reason);
+    if (entry.done) return;
+    Info.abort(entry.info, reason);
+    this.#finish(entry, { error: reason });
+  }
+
+  /** At shutdown: resolves once no running handler passes `test`. */
+  #drained(test: (entry: Entry) => boolean): Promise<void> {
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#drain = { test, resolve };
+    this.#checkDrain();
+    return promise;
+  }
+
+  #checkDrain(): void {
+    if (this.#drain === undefined) return;
+    for (const entry of this.#running) if (this.#drain.test(entry)) return;
+    this.#drain.resolve();
+    this.#drain = undefined;
   }
 
   #lateError(conn: Connection<SocketAddress>, reason: string): TimeoutError {
@@ -530,7 +618,7 @@ export class Server<A extends SocketAddress = NetAddress>
     });
   }
 
-  #reportError(error: unknown, info: Info): void {
+  #reportError(error: unknown, info: AnyInfo): void {
     const { onError } = this.#options;
     if (onError) {
       try {
@@ -561,10 +649,11 @@ export class Server<A extends SocketAddress = NetAddress>
    * (what the socket takes at once), so that clients that do not read
    * cannot hold descriptors or the shutdown without bound.
    */
-  #closeRefused({ conn, info }: Entry): void {
+  #closeRefused({ conn, info, tls }: Entry): void {
     const { onRefused } = this.#options;
     if (onRefused) this.#callHook(onRefused, info);
-    const message = this.#options.refusalMessage;
+    // Over TLS the message would cost a handshake: a refusal just closes.
+    const message = tls ? undefined : this.#options.refusalMessage;
     if (message === undefined) {
       conn.close();
       return;
@@ -598,24 +687,20 @@ export class Server<A extends SocketAddress = NetAddress>
       this.#idle = Promise.withResolvers();
       this.#startWaiting();
       if (await deadline.race(this.#idle.promise) === "late") this.#cutShort();
-      // Handlers that were aborted unwind once their connection is closed.
-      await Promise.allSettled(this.#tasks((entry) => !entry.asked));
+      // Aborted handlers are counted at once; the others as they return.
+      await this.#drained((entry) => !entry.asked);
       const refusals = Promise.all(this.#refusals.keys());
       if (await deadline.race(refusals) === "late") this.#cutShort();
       await Promise.all(this.#refusals.keys());
       this.#othersDone.resolve();
       // The handlers that asked for the stop, bounded by the same deadline.
-      const askers = Promise.allSettled(this.#tasks(() => true));
+      const askers = this.#drained(() => true);
       if (await deadline.race(askers) === "late") this.#cutShort();
-      await Promise.allSettled(this.#tasks(() => true));
+      await askers;
     } finally {
       deadline.clear();
       this.#othersDone.resolve();
     }
-  }
-
-  #tasks(which: (entry: Entry) => boolean): (Promise<void> | undefined)[] {
-    return [...this.#running].filter(which).map((entry) => entry.task);
   }
 
   /**
@@ -627,7 +712,8 @@ export class Server<A extends SocketAddress = NetAddress>
     for (const conn of this.#refusals.values()) conn.close();
     this.#refuseWaiting();
     const timeout = this.#options.shutdownTimeout;
-    for (const entry of this.#running) {
+    // A copy: each abort takes its entry out of #running at once.
+    for (const entry of [...this.#running]) {
       this.#abort(
         entry,
         this.#lateError(
@@ -750,7 +836,7 @@ export function serve(
   const checked = serverSettings(all);
   const signal = checkSignal(all.signal);
   checkFunction(all.onListen, "onListen");
-  const bound = listen(checked.backlog);
+  const bound = listen(checked);
   const settings = { ...checked, unlink: bound.unlink };
   const server = makeServer(
     bound.listener,
@@ -774,23 +860,36 @@ export function serve(
 }
 
 interface Bound {
-  listener: AnyListener;
+  listener: Listener;
   unlink?: () => void;
 }
 
-/** Checks the TCP address; the function returned binds it. */
+/**
+ * Checks the TCP address; the function returned binds it, with TLS when
+ * the settings have it.
+ */
 function tcpListen(
   options: ServeOptions<SocketAddress>,
-): (backlog: number) => Bound {
+): (settings: ServerSettings) => Bound {
   const hostname = bindAddress(options.hostname);
   const port = options.port === undefined
     ? 0
     : validatePort(options.port, { allowZero: true });
   const kernel = checkCount(options.kernelBacklog, "kernelBacklog", 1);
-  return (backlog) => {
+  return ({ backlog, tls }) => {
     const tcpBacklog = kernel ?? Math.max(backlog, systemKernelBacklog());
     try {
-      return { listener: Deno.listen({ hostname, port, tcpBacklog }) };
+      const listener = tls
+        ? Deno.listenTls({
+          hostname,
+          port,
+          tcpBacklog,
+          cert: tls.cert,
+          key: tls.key,
+          alpnProtocols: tls.alpnProtocols,
+        })
+        : Deno.listen({ hostname, port, tcpBacklog });
+      return { listener };
     } catch (error) {
       throw fromRuntimeError(error, { op: "bind", host: hostname, port });
     }
@@ -815,6 +914,13 @@ function unixListen(
         }: a Unix socket's path replaces hostname, port and kernelBacklog`,
       });
     }
+  }
+  // Deno has no TLS listener on a Unix socket (listenTls is TCP only).
+  if (options.tls !== undefined) {
+    throw new InvalidArgumentError({
+      reason: "invalid tls: TLS is served over TCP only, not on a Unix " +
+        "socket's path",
+    });
   }
   return () => bindUnix(path);
 }
@@ -946,8 +1052,17 @@ function serverSettings(
     onRefused: callback(options.onRefused, "onRefused"),
     onError: callback(options.onError, "onError"),
     connection: connectionSettings(options),
+    tls: serverTlsSettings(options.tls),
   };
 }
+
+/**
+ * A plain, a TLS or a Unix listener: accepted connections are handled
+ * alike.
+ */
+type Listener = Deno.TcpListener | Deno.TlsListener | Deno.UnixListener;
+/** What a {@linkcode Listener} accepts. */
+type Accepted = Deno.TcpConn | Deno.TlsConn | Deno.UnixConn;
 
 let systemBacklog: number | undefined;
 

@@ -340,6 +340,36 @@ boundedTest(
   },
 );
 
+Deno.test("Connection.recv(): the caller owns what it gets: later reads never overwrite it", async () => {
+  await using p = await pair();
+  const got: Uint8Array[] = [];
+  const copies: Uint8Array[] = [];
+  // Many small reads and a few large ones, each a different byte, so that
+  // any reuse of an earlier result's memory would show in the copies.
+  for (let i = 0; i < 64; i++) {
+    const size = i % 8 === 7 ? 70_000 : 1 + (i % 5);
+    const bytes = new Uint8Array(size).fill(i + 1);
+    const wrote = writeAll(p.peer, bytes);
+    let received = 0;
+    while (received < size) {
+      const chunk = await p.conn.recv(i % 2 ? 65536 : 3);
+      assert.ok(chunk !== null);
+      got.push(chunk);
+      copies.push(chunk.slice());
+      received += chunk.length;
+    }
+    await wrote;
+  }
+  assert.equal(got.length, copies.length);
+  for (let i = 0; i < got.length; i++) {
+    assert.deepEqual(got[i], copies[i], `result ${i} was overwritten`);
+  }
+  // No two results share memory.
+  for (let i = 1; i < got.length; i++) {
+    assert.notEqual(got[i].buffer, got[i - 1].buffer);
+  }
+});
+
 /** Sends until the write fails, as it does once the peer has closed. */
 async function sendUntilError(conn: Connection): Promise<unknown> {
   for (let i = 0; i < 1000; i++) {

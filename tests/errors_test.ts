@@ -16,6 +16,7 @@ import {
 import {
   AddressInUseError,
   CancelledError,
+  CertificateError,
   ConnectionRefusedError,
   ConnectionResetError,
   InvalidArgumentError,
@@ -27,6 +28,7 @@ import {
   SocketError,
   type SocketErrorCode,
   TimeoutError,
+  TlsError,
   UnreachableError,
 } from "../lib/errors.ts";
 
@@ -237,6 +239,11 @@ Deno.test("errorFor(): each code has one class, and class and code agree", () =>
     EBADF: SocketClosedError,
     EMSGSIZE: MessageTooLargeError,
     ECANCELED: CancelledError,
+    EUNKNOWNCA: CertificateError,
+    ECERTNAME: CertificateError,
+    ECERTEXPIRED: CertificateError,
+    ECERTINVALID: CertificateError,
+    ETLS: TlsError,
     EIO: SocketError,
   };
   for (const [code, type] of Object.entries(classes)) {

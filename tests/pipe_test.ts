@@ -10,7 +10,15 @@
 import assert from "node:assert/strict";
 import { within } from "./fixtures/deadline.ts";
 import { readBytes } from "./fixtures/net.ts";
-import { CLI, DENO, run, runCli, startCli } from "./fixtures/process.ts";
+import {
+  CLI,
+  DENO,
+  type Proc,
+  run,
+  runCli,
+  type RunResult,
+  startCli,
+} from "./fixtures/process.ts";
 import { connect } from "../lib/connect.ts";
 import { HANDOFF_BYTES, pipe, type PipeInput } from "../lib/_pipe.ts";
 
@@ -90,6 +98,43 @@ async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
   return out;
 }
 
+/**
+ * Kills `proc`, then disposes of it: Proc's own disposal closes stdin
+ * first, which waits for a write stuck in a full pipe, so a telnet that
+ * hung would hang the test instead of failing it.
+ */
+function killing(proc: Proc): AsyncDisposable {
+  return {
+    async [Symbol.asyncDispose]() {
+      proc.kill("SIGKILL");
+      await proc[Symbol.asyncDispose]();
+    },
+  };
+}
+
+/**
+ * Runs `cli.ts` with `input` on stdin to its end, as runCli does, but
+ * with the deadline running from the start: runCli writes all its input
+ * before its deadline starts, and a telnet that stopped reading would
+ * hang that write. Here the deadline kills telnet, which ends the write.
+ */
+async function runWith(args: string[], input: Uint8Array): Promise<RunResult> {
+  const proc = startCli(args, { stdin: true, binary: true });
+  await using _ = killing(proc);
+  const exited = proc.exit(RUN_MS);
+  exited.catch(() => {});
+  // Fails once telnet has exited (or was killed) with input unread.
+  await proc.write(input).catch(() => {});
+  await proc.closeStdin();
+  const exit = await exited;
+  return {
+    ...exit,
+    stdout: proc.stdout,
+    stderr: proc.stderr,
+    stdoutBytes: proc.stdoutBytes,
+  };
+}
+
 function lastLine(text: string): string {
   return text.trimEnd().split("\n").at(-1) ?? "";
 }
@@ -99,11 +144,7 @@ Deno.test("pipe: stdin → socket, byte for byte, across the handoff", async (t)
     await t.step(`${size} bytes`, async () => {
       const data = randomBytes(size);
       await using server = peer((conn) => readBytes(conn));
-      const result = await runCli(["telnet", "127.0.0.1", server.port], {
-        input: data,
-        binary: true,
-        timeout: RUN_MS,
-      });
+      const result = await runWith(["telnet", "127.0.0.1", server.port], data);
       assert.equal(result.code, 0, result.stderr);
       sameBytes(await within(server.result, RUN_MS, "the bytes"), data);
       assert.equal(
@@ -142,9 +183,9 @@ Deno.test("pipe: both ways at once through an echo peer", async (t) => {
           await writeAll(conn, buffer.subarray(0, n));
         }
       });
-      const result = await runCli(
+      const result = await runWith(
         ["telnet", "--debug", "127.0.0.1", server.port],
-        { input: data, binary: true, timeout: RUN_MS },
+        data,
       );
       assert.equal(result.code, 0, result.stderr);
       sameBytes(result.stdoutBytes, data);
@@ -155,20 +196,25 @@ Deno.test("pipe: both ways at once through an echo peer", async (t) => {
 Deno.test("pipe: live both ways with stdin open and idle, before and after the handoff", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
-    await using telnet = startCli(
+    const telnet = startCli(
       ["telnet", "--debug", "127.0.0.1", String(listener.addr.port)],
       { stdin: true },
     );
+    await using _ = killing(telnet);
     const conn = await within(listener.accept(), RUN_MS, "telnet's connect");
     try {
       const exchange = async (label: string) => {
-        await writeAll(conn, encoder.encode(`${label} from the peer\n`));
+        await within(
+          writeAll(conn, encoder.encode(`${label} from the peer\n`)),
+          PROMPT_MS,
+          `"${label} from the peer" sent`,
+        );
         await telnet.waitForLine(
           new RegExp(`^${label} from the peer$`),
           PROMPT_MS,
         );
         const line = encoder.encode(`${label} typed\n`);
-        await telnet.write(line);
+        await within(telnet.write(line), PROMPT_MS, `"${label} typed" typed`);
         const got = await within(
           readExactly(conn, line.length),
           PROMPT_MS,
@@ -212,9 +258,13 @@ Deno.test("pipe: live both ways with stdin open and idle, before and after the h
           got += n;
         }
       })();
-      while (!stdout.done()) await writeAll(conn, line);
+      const fromPeer = (async () => {
+        while (!stdout.done()) await writeAll(conn, line);
+      })();
+      // Every loop above is in here: a telnet that stops reading or
+      // writing fails the test instead of hanging it.
       await within(
-        Promise.all([stdin.seen, stdout.seen, drained]),
+        Promise.all([stdin.seen, stdout.seen, toPeer, drained, fromPeer]),
         RUN_MS,
         "both handoffs",
       );
@@ -224,7 +274,7 @@ Deno.test("pipe: live both ways with stdin open and idle, before and after the h
       await exchange("after");
       await exchange("again");
 
-      await telnet.closeStdin();
+      await within(telnet.closeStdin(), PROMPT_MS, "stdin's close");
       const end = await within(
         conn.read(new Uint8Array(1)),
         PROMPT_MS,
@@ -255,10 +305,7 @@ Deno.test("pipe: a peer that greets and resets (issue 9 §2): the greeting, ever
   const input = new Uint8Array(5 * MIB);
   for (let i = 1; i <= 5; i++) {
     await t.step(`run ${i}`, async () => {
-      const result = await runCli(["telnet", "127.0.0.1", port], {
-        input,
-        timeout: RUN_MS,
-      });
+      const result = await runWith(["telnet", "127.0.0.1", port], input);
       assert.equal(result.stdout, "Thank you for connecting", result.stderr);
       assert.equal(result.code, 0, result.stderr);
       // One line on how it ended: closed, or reset (named as such).
@@ -282,7 +329,9 @@ Deno.test("pipe: | head ends quietly, before and after the handoff", async (t) =
           // telnet has gone: what this test waits for.
         }
       });
-      const script =
+      // `timeout` bounds telnet itself: killing bash on the deadline would
+      // leave a hung telnet holding the output pipes open.
+      const script = `timeout -s KILL ${RUN_MS / 1000} ` +
         `"${DENO}" run -N "${CLI}" telnet 127.0.0.1 ${server.port} ` +
         `</dev/null | head -c ${bytes} | wc -c; echo "telnet exit \${PIPESTATUS[0]}" >&2`;
       const result = await run("bash", ["-c", script], { timeout: RUN_MS });
@@ -318,7 +367,11 @@ Deno.test("pipe(): stand-in stdin and stdout, both ways at once", async () => {
       await writeAll(conn, buffer.subarray(0, n));
     }
   });
-  await using conn = await connect("127.0.0.1", Number(server.port));
+  await using conn = await within(
+    connect("127.0.0.1", Number(server.port)),
+    RUN_MS,
+    "the connect",
+  );
   const chunks: Uint8Array[] = [];
   const result = await within(
     pipe(conn, {
@@ -347,7 +400,11 @@ Deno.test("pipe(): stand-in stdin and stdout, both ways at once", async () => {
 
 Deno.test("pipe(): a stdout that fails for another reason than its reader leaving is reported", async () => {
   await using server = peer((conn) => writeAll(conn, encoder.encode("hi")));
-  await using conn = await connect("127.0.0.1", Number(server.port));
+  await using conn = await within(
+    connect("127.0.0.1", Number(server.port)),
+    RUN_MS,
+    "the connect",
+  );
   const result = await within(
     pipe(conn, {
       stdin: inputOf(new Uint8Array(0)),

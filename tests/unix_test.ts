@@ -140,6 +140,19 @@ Deno.test("connect({ path }): ENOENT for no file, ECONNREFUSED for a file nobody
       /a Unix socket's path replaces hostname, port/,
     );
   });
+  await t.step("tls with a path: EINVAL (Deno's TLS is TCP only)", async () => {
+    const tls = { cert: "x", key: "y" };
+    assert.throws(
+      // @ts-expect-error: tls does not go with path
+      () => serve({ path: `${dir.path}/tls.sock`, tls }, () => {}),
+      /TLS is served over TCP only/,
+    );
+    await assert.rejects(
+      // @ts-expect-error: tls does not go with path
+      connect({ path: `${dir.path}/tls.sock` }, { tls: true }),
+      /TLS runs over TCP only/,
+    );
+  });
 });
 
 Deno.test({
@@ -288,6 +301,18 @@ Deno.test("CLI --unix: serve, client, connect, telnet; the stale file", async (t
         "5",
       ]);
       assert.equal(both.code, 2);
+      // Deno's TLS is TCP only: --tls with --unix is refused at once.
+      for (const command of ["connect", "telnet", "client", "serve"]) {
+        const tls = await run(DENO, [
+          ...flags,
+          command,
+          "--unix",
+          path,
+          "--tls",
+        ]);
+        assert.equal(tls.code, 2, command);
+        assert.match(tls.stderr, /--tls runs over TCP only/, command);
+      }
     },
   );
 });

@@ -1,0 +1,329 @@
+/**
+ * `listen`: the other end of `telnet`, as `nc -l`, `ncat -l -k` and
+ * `ncat --broker`: clients' bytes on stdout, stdin to the clients, the
+ * trace on stderr.
+ *
+ * @module
+ */
+
+import { formatAddress, type NetAddress } from "../lib/address.ts";
+import { isReset } from "../lib/_pipe.ts";
+import {
+  listen,
+  type ListenClient,
+  type ListenEvent,
+  type ListenOutput,
+  type ListenResult,
+} from "../lib/listen.ts";
+import {
+  type Command,
+  hostArg,
+  integerArg,
+  msArg,
+  type ParsedArgs,
+  portArg,
+  printError,
+  printJson,
+  stringOption,
+  UsageError,
+} from "./_common.ts";
+
+/** The help text of `listen`. */
+export const LISTEN_HELP =
+  `Usage: deno run -N cli.ts listen [PORT | --port P] [options]
+
+Waits for a connection, as "nc -l" does, then copies the client's bytes to
+stdout and stdin to the client, both at once and at full speed. End of
+stdin closes the sending side only (the client reads end of stream); the
+command exits 0 once the client has closed and every byte is written out.
+A second client arriving meanwhile is refused at once (closed). The trace
+goes to stderr, so stdout carries only the client's bytes:
+
+  cli.ts listen -p 9000 > file          receive a file (nc -N HOST 9000 < file)
+  cli.ts listen -k --broker -p 9000     a chat room (ncat HOST 9000 to join)
+
+Options:
+  -p, --port P        the port to listen on; 0 (the default) for any free
+                      one, read it from the "Listening on" line
+  --hostname H        the address to bind (default "": every IPv4
+                      interface, as nc -l; 127.0.0.1 for this machine only,
+                      :: for IPv6 and IPv4)
+  -k, --keep-open     serve many clients, at once and one after another,
+                      until stopped (Ctrl-C): stdin goes to every client
+                      connected when it is read (and waits for the first
+                      one), every client's bytes go to stdout; as ncat -k.
+                      End of stdin is not passed on: a client ends when it
+                      closes, or when listen stops
+  --broker            with --keep-open (implied): each client's bytes go to
+                      every other client too, and still to stdout
+  --max-conns N       with --keep-open: clients served at once (default
+                      100); the next one is refused at once (closed)
+  --allow RANGE       only clients in RANGE may connect: an IPv4 or IPv6
+                      address or CIDR block (10.0.0.0/8, ::1, fe80::/10);
+                      repeat it, or separate ranges with commas
+  --deny RANGE        clients in RANGE are refused (wins over --allow)
+  --send-only         discard what clients send (nothing on stdout)
+  --recv-only         never send: stdin is not read, no client is
+                      half-closed
+  --idle-timeout MS   close a client when one read or write of its
+                      connection waits MS with no progress (ncat -i)
+  --queue-bytes N     with --keep-open: bytes that may wait for one client
+                      (default 4194304); past that the sender waits for it,
+                      and a client still that far behind after 1 s is
+                      dropped (one line on stderr), so it never stalls the
+                      others for longer
+  --json              one JSON object per line on stdout instead of the
+                      bytes: "listening", "connected", "data" (with the
+                      exact bytes in "base64" next to "text"), "closed",
+                      "refused", "denied", "dropped", "stopped"
+  -v, --verbose       the trace on stderr (the default)
+  -q, --quiet         no trace: only errors and dropped clients
+  --debug             print the stack of an error
+  -h, --help          this help
+
+With --keep-open, Ctrl-C (SIGINT) or SIGTERM closes every client, prints
+one line of counters and exits 0.
+
+Exit status: 0 the client closed the connection (or reset it, as nc exits
+0 then), stdout's reader left, or stopped by a signal with --keep-open;
+1 could not listen, the connection timed out, or reading stdin or writing
+stdout failed; 2 usage error.
+`;
+
+/** The settings of `listen`, from its command line. */
+interface Settings {
+  hostname: string;
+  port: number;
+  keepOpen: boolean;
+  broker: boolean;
+  maxConns: number | undefined;
+  allow: string[];
+  deny: string[];
+  sendOnly: boolean;
+  recvOnly: boolean;
+  idleTimeout: number | undefined;
+  queueBytes: number | undefined;
+  json: boolean;
+  trace: boolean;
+}
+
+const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
+  ? ["SIGINT"]
+  : ["SIGINT", "SIGTERM"];
+
+/** The `listen` command. */
+export const listenCommand: Command = {
+  help: LISTEN_HELP,
+  options: {
+    hostname: { type: "string" },
+    port: { type: "string", short: "p" },
+    "keep-open": { type: "boolean", short: "k" },
+    broker: { type: "boolean" },
+    "max-conns": { type: "string" },
+    allow: { type: "string", multiple: true },
+    deny: { type: "string", multiple: true },
+    "send-only": { type: "boolean" },
+    "recv-only": { type: "boolean" },
+    "idle-timeout": { type: "string" },
+    "queue-bytes": { type: "string" },
+    json: { type: "boolean" },
+    verbose: { type: "boolean", short: "v" },
+    quiet: { type: "boolean", short: "q" },
+  },
+  positionals: 1,
+  run: ({ values, positionals }) => run(settings(values, positionals)),
+};
+
+/** `--allow 10.0.0.0/8,::1 --allow …`: every range given, in order. */
+function ranges(value: ParsedArgs["values"][string]): string[] {
+  const given = Array.isArray(value) ? value : [];
+  return given.flatMap((v) => v.split(",")).filter((v) => v !== "");
+}
+
+function settings(
+  values: ParsedArgs["values"],
+  positionals: string[],
+): Settings {
+  const option = (name: string) => stringOption(values, name);
+  const hostnameText = option("hostname") ?? "";
+  // "listen 9000", as "nc -l 9000".
+  if (positionals[0] !== undefined && option("port") !== undefined) {
+    throw new UsageError("give the port once: PORT or --port");
+  }
+  const portText = option("port") ?? positionals[0] ?? "0";
+  const broker = values.broker === true;
+  const keepOpen = values["keep-open"] === true || broker;
+  const maxText = option("max-conns");
+  if (maxText !== undefined && !keepOpen) {
+    throw new UsageError("--max-conns needs --keep-open");
+  }
+  if (values["send-only"] && values["recv-only"]) {
+    throw new UsageError("--send-only and --recv-only exclude each other");
+  }
+  const idleText = option("idle-timeout");
+  const queueText = option("queue-bytes");
+  return {
+    hostname: hostnameText === "" ? "" : hostArg(hostnameText),
+    port: portArg(portText, true),
+    keepOpen,
+    broker,
+    maxConns: maxText === undefined
+      ? undefined
+      : integerArg(maxText, "max-conns", 1),
+    allow: ranges(values.allow),
+    deny: ranges(values.deny),
+    sendOnly: values["send-only"] === true,
+    recvOnly: values["recv-only"] === true,
+    idleTimeout: idleText === undefined || msArg(idleText, "idle-timeout") === 0
+      ? undefined
+      : Number(idleText),
+    queueBytes: queueText === undefined
+      ? undefined
+      : integerArg(queueText, "queue-bytes", 1),
+    json: values.json === true,
+    trace: values.quiet !== true && values.json !== true,
+  };
+}
+
+async function run(s: Settings): Promise<number> {
+  const listener = listen({
+    hostname: s.hostname,
+    port: s.port,
+    keepOpen: s.keepOpen,
+    broker: s.broker,
+    maxConns: s.maxConns,
+    allow: s.allow,
+    deny: s.deny,
+    sendOnly: s.sendOnly,
+    recvOnly: s.recvOnly,
+    idleTimeout: s.idleTimeout,
+    queueBytes: s.queueBytes,
+    stdout: s.json ? jsonOutput : Deno.stdout,
+    onEvent: (event) => report(event, s),
+  });
+  const { address, port, family } = listener.addr;
+  if (s.json) printJson({ event: "listening", address, port, family });
+  if (s.trace) printError(`Listening on ${formatAddress(listener.addr)}`);
+
+  // Only --keep-open runs until stopped; a signal then ends it cleanly.
+  const onSignal = () => listener.shutdown();
+  if (s.keepOpen) {
+    for (const name of STOP_SIGNALS) Deno.addSignalListener(name, onSignal);
+  }
+  let result: ListenResult;
+  try {
+    result = await listener.finished;
+  } finally {
+    if (s.keepOpen) {
+      for (const name of STOP_SIGNALS) {
+        Deno.removeSignalListener(name, onSignal);
+      }
+    }
+  }
+  if (s.keepOpen) stopped(result, s);
+  // cli.ts exits with the code returned, ending a read of stdin still
+  // pending (in a worker, only an exit ends it).
+  return outcome(result);
+}
+
+/** The exit code, and a last line on what failed. */
+function outcome(result: ListenResult): number {
+  if (result.stdoutClosed) return 0;
+  if (result.stdinError) {
+    printError(`read from stdin: ${result.stdinError.message}`);
+  }
+  if (result.stdoutError) {
+    printError(`write to stdout: ${result.stdoutError.message}`);
+    return 1;
+  }
+  const error = result.connectionError;
+  if (error === undefined) return result.stdinError ? 1 : 0;
+  return isReset(error) && !result.stdinError ? 0 : 1;
+}
+
+function stopped(result: ListenResult, s: Settings): void {
+  const { accepted, served, refused, denied, dropped } = result.stats;
+  if (s.json) printJson({ event: "stopped", ...result.stats });
+  else if (s.trace) {
+    printError(
+      `listen stopped: accepted ${accepted}, served ${served}, refused ${refused}, denied ${denied}, dropped ${dropped}`,
+    );
+  }
+}
+
+function peer(client: ListenClient): Record<string, unknown> {
+  const { address, port, family } = client.remoteAddr;
+  return { id: client.id, address, port, family };
+}
+
+function where(addr: NetAddress): string {
+  return formatAddress(addr);
+}
+
+/** Prints an event: JSON on stdout, or a line of trace on stderr. */
+function report(event: ListenEvent, s: Settings): void {
+  if (s.json) {
+    const { event: name, client, ...rest } = event;
+    const error = "error" in rest ? rest.error : undefined;
+    printJson({
+      event: name,
+      ...peer(client),
+      ...rest,
+      ...(error ? { error: { code: error.code, message: error.message } } : {}),
+    });
+    return;
+  }
+  const from = where(event.client.remoteAddr);
+  switch (event.event) {
+    case "connected":
+      if (s.trace) printError(`Connection from ${from}.`);
+      return;
+    case "refused":
+      if (s.trace) {
+        printError(
+          `Refused connection from ${from}: too many connections (max ${event.maxConns})`,
+        );
+      }
+      return;
+    case "denied":
+      if (s.trace) printError(`Denied connection from ${from}: not allowed`);
+      return;
+    case "dropped":
+      // Always said: the client lost bytes.
+      printError(
+        `Dropped ${from}: ${event.queued} bytes behind for 1 s, past --queue-bytes`,
+      );
+      return;
+    case "closed":
+      if (event.error && !isReset(event.error)) {
+        printError(event.error.message);
+      } else if (s.trace && s.keepOpen) {
+        printError(`Connection from ${from} closed.`);
+      }
+      return;
+  }
+}
+
+/** For --json: each client's bytes as "data" events. */
+function jsonOutput(client: ListenClient): ListenOutput {
+  const decoder = new TextDecoder();
+  return {
+    write(p: Uint8Array): Promise<number> {
+      printJson({
+        event: "data",
+        id: client.id,
+        text: decoder.decode(p, { stream: true }),
+        base64: toBase64(p),
+      });
+      return Promise.resolve(p.length);
+    },
+  };
+}
+
+function toBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}

@@ -1,0 +1,754 @@
+/**
+ * `nc -l` as a function: wait for a client and pipe it to stdout and stdin
+ * to it; with `keepOpen`, many clients, stdin to all of them (ncat `-k`);
+ * with `broker`, every client's bytes to every other one as well (ncat
+ * `--broker`). Built on {@linkcode serve} (admission, counters, shutdown)
+ * and on the pipe behind `telnet`.
+ *
+ * @module
+ */
+
+import type { NetAddress } from "./address.ts";
+import { describe } from "./_describe.ts";
+import { type AccessRules, isAllowed, parseCidr } from "./_cidr.ts";
+import type { Connection } from "./connection.ts";
+import { InvalidArgumentError, type SocketError } from "./errors.ts";
+import { pipe, type PipeResult } from "./_pipe.ts";
+import { type ConnectionInfo, serve, type Server } from "./server.ts";
+import {
+  checkCount,
+  checkDuration,
+  checkFunction,
+  checkOptions,
+  checkSignal,
+} from "./_validate.ts";
+
+/** Where the bytes sent to clients come from: `Deno.stdin` or a stand-in. */
+export interface ListenInput {
+  /** Reads into `p`; `null` at end of input. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Whether it is a terminal. */
+  isTerminal(): boolean;
+}
+
+/** Where clients' bytes go: `Deno.stdout` or a stand-in. */
+export interface ListenOutput {
+  /** Writes some of `p` (which is reused once this settles); how much. */
+  write(p: Uint8Array): Promise<number>;
+}
+
+/** A client, as {@linkcode ListenEvent}s name it. */
+export interface ListenClient {
+  /** Arrival order, from 1, shared with refused and denied clients. */
+  id: number;
+  /** The client's address and port. */
+  remoteAddr: NetAddress;
+}
+
+/**
+ * What happened, for a trace: a client `connected` (it is piped from
+ * now), was `refused` (past `maxConns`, or a second client without
+ * `keepOpen`), `denied` (by `allow`/`deny`), `dropped` (it stayed more
+ * than `queueBytes` behind for `stallTimeout`: it is then `closed` too), or `closed` (its pipe
+ * ended: bytes each way, and the connection's failure, if any).
+ */
+export type ListenEvent =
+  | { event: "connected"; client: ListenClient }
+  | { event: "refused"; client: ListenClient; maxConns: number }
+  | { event: "denied"; client: ListenClient }
+  | { event: "dropped"; client: ListenClient; queued: number }
+  | {
+    event: "closed";
+    client: ListenClient;
+    sent: number;
+    received: number;
+    error?: SocketError;
+  };
+
+/** Options of {@linkcode listen}. */
+export interface ListenOptions {
+  /**
+   * The address to bind, as {@linkcode serve}'s: `""` for every IPv4
+   * interface (as `nc -l`), `"127.0.0.1"` for this machine only, `"::"`
+   * for IPv6 and IPv4.
+   *
+   * @default {""}
+   */
+  hostname?: string;
+  /** The port; 0 for any free one, read from {@linkcode Listener.addr}. @default {0} */
+  port?: number;
+  /**
+   * Serve clients one after another and at once (ncat `-k`), until
+   * {@linkcode Listener.shutdown}: stdin goes to every connected client
+   * and every client's bytes go to stdout. Without it, the first client
+   * is served alone and the listener ends when it has closed (`nc -l`).
+   *
+   * @default {false}
+   */
+  keepOpen?: boolean;
+  /**
+   * With `keepOpen` (which it implies): each client's bytes also go to
+   * every other client, a chat room.
+   *
+   * @default {false}
+   */
+  broker?: boolean;
+  /**
+   * With `keepOpen`: clients served at once; the next is refused at once
+   * (closed, counted in `refused`) through `serve()`'s admission.
+   *
+   * @default {100}
+   */
+  maxConns?: number;
+  /** Clients allowed, as CIDR ranges or addresses: all when absent. */
+  allow?: string[];
+  /** Clients refused, as CIDR ranges or addresses; wins over `allow`. */
+  deny?: string[];
+  /** Never read clients' bytes out: discard them (ncat `--send-only`). */
+  sendOnly?: boolean;
+  /** Never send: stdin is not read (ncat `--recv-only`). */
+  recvOnly?: boolean;
+  /**
+   * Milliseconds a read or write of a client may wait with no progress;
+   * then that client is closed with `ETIMEDOUT` (ncat `-i`).
+   */
+  idleTimeout?: number;
+  /**
+   * With `keepOpen`: bytes that may wait for one client (stdin's and other
+   * clients'). Past that, the sender waits for the client to catch up, at
+   * most `stallTimeout`; a client still behind then is dropped, so that
+   * one slow client never stalls the others for longer.
+   *
+   * @default {4194304}
+   */
+  queueBytes?: number;
+  /**
+   * With `keepOpen`: milliseconds a client with a full queue may hold up
+   * the others before it is dropped.
+   *
+   * @default {1000}
+   */
+  stallTimeout?: number;
+  /** The bytes to send. @default {Deno.stdin} */
+  stdin?: ListenInput;
+  /**
+   * Where received bytes go, or a function giving each client its own
+   * output (to tag its bytes). With `keepOpen`, writes to it never
+   * overlap. @default {Deno.stdout}
+   */
+  stdout?: ListenOutput | ((client: ListenClient) => ListenOutput);
+  /** Stops the listener, as {@linkcode Listener.shutdown}. */
+  signal?: AbortSignal;
+  /** Called with each {@linkcode ListenEvent}. */
+  onEvent?: (event: ListenEvent) => void;
+}
+
+/** The counters of a {@linkcode Listener}. */
+export interface ListenStats {
+  /** Connections taken from the kernel. */
+  accepted: number;
+  /** Clients piped and done (dropped ones included). */
+  served: number;
+  /** Clients turned away past `maxConns` (or while one is served). */
+  refused: number;
+  /** Clients turned away by `allow`/`deny`. */
+  denied: number;
+  /** Clients dropped for falling behind. */
+  dropped: number;
+  /** Clients piped now. */
+  active: number;
+}
+
+/** How a {@linkcode Listener} ended. */
+export interface ListenResult {
+  /** The counters at the end. */
+  stats: ListenStats;
+  /** Bytes sent to clients (to all, with `keepOpen`). */
+  sent: number;
+  /** Bytes received from clients. */
+  received: number;
+  /**
+   * Without `keepOpen`: the client's connection failed (a reset, a
+   * timeout); everything received before was written out.
+   */
+  connectionError?: SocketError;
+  /** Reading stdin failed. */
+  stdinError?: Error;
+  /** Writing stdout failed for another reason than its reader leaving. */
+  stdoutError?: Error;
+  /** Stdout's reader left (`| head`): that ended the listener. */
+  stdoutClosed: boolean;
+}
+
+const DEFAULT_MAX_CONNS = 100;
+const DEFAULT_QUEUE_BYTES = 4 * 1024 * 1024;
+const DEFAULT_STALL_MS = 1000;
+const CHUNK = 64 * 1024;
+
+/** The options, checked once. */
+interface Settings {
+  keepOpen: boolean;
+  broker: boolean;
+  maxConns: number;
+  rules: AccessRules;
+  sendOnly: boolean;
+  recvOnly: boolean;
+  queueBytes: number;
+  stallTimeout: number;
+  stdin: ListenInput;
+  stdout: (client: ListenClient) => ListenOutput;
+  onEvent: (event: ListenEvent) => void;
+}
+
+/**
+ * A listening `nc -l`, from {@linkcode listen}. Stop it with `shutdown()`,
+ * its `signal`, or `await using`.
+ *
+ * @example
+ * ```ts
+ * import { listen } from "@socket-programming/socket";
+ *
+ * const stdin = { read: () => Promise.resolve(null), isTerminal: () => false };
+ * await using listener = listen({ hostname: "127.0.0.1", stdin });
+ * console.log(listener.addr.port > 0); // true
+ * ```
+ */
+export class Listener implements AsyncDisposable {
+  /** The address bound, with the port chosen. */
+  readonly addr: NetAddress;
+  /** Resolves when the listener has stopped and every client is closed. */
+  readonly finished: Promise<ListenResult>;
+  readonly #server: Server;
+  readonly #hub: Hub;
+
+  /** Use {@linkcode listen}. */
+  constructor(server: Server, hub: Hub) {
+    this.#server = server;
+    this.#hub = hub;
+    this.addr = server.addr;
+    this.finished = server.finished.then(() => hub.result());
+  }
+
+  /** A snapshot of the counters. */
+  get stats(): ListenStats {
+    return this.#hub.stats(this.#server.stats.refused);
+  }
+
+  /**
+   * Stops accepting, closes every client, and resolves with the result
+   * once all is released. Calling it again returns the same promise.
+   *
+   * @example
+   * ```ts
+   * import { listen } from "@socket-programming/socket";
+   *
+   * const stdin = { read: () => Promise.resolve(null), isTerminal: () => false };
+   * const listener = listen({ hostname: "127.0.0.1", keepOpen: true, stdin });
+   * const result = await listener.shutdown();
+   * console.log(result.stats.accepted); // 0
+   * ```
+   *
+   * @returns {@linkcode Listener.finished}.
+   */
+  shutdown(): Promise<ListenResult> {
+    this.#hub.closeAll();
+    this.#server.shutdown();
+    return this.finished;
+  }
+
+  /** Stops the listener, for `await using`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.shutdown();
+  }
+}
+
+/**
+ * Listens, as `nc -l` does: waits for a client, then copies its bytes to
+ * stdout and stdin to it, both at once (at full speed with the process's
+ * own stdin and stdout), closing the sending side at the end of stdin,
+ * and ends when the client has closed and every byte is written out. With
+ * `keepOpen` it serves clients until shut down, stdin going to all of
+ * them; with `broker`, clients also hear each other.
+ *
+ * @example A client sends a line and closes
+ * ```ts
+ * import { connect, listen } from "@socket-programming/socket";
+ *
+ * const received: string[] = [];
+ * const stdout = {
+ *   write(p: Uint8Array) {
+ *     received.push(new TextDecoder().decode(p));
+ *     return Promise.resolve(p.length);
+ *   },
+ * };
+ * const stdin = { read: () => Promise.resolve(null), isTerminal: () => false };
+ * const listener = listen({ hostname: "127.0.0.1", stdin, stdout });
+ * const conn = await connect("127.0.0.1", listener.addr.port);
+ * await conn.sendAll("hello\n");
+ * await conn.closeWrite();
+ * await conn.recvAll(); // end of stream: stdin was empty
+ * conn.close();
+ * const result = await listener.finished;
+ * console.log(received.join(""), result.received); // "hello\n" 6
+ * ```
+ *
+ * @param options Address, modes, access rules, stdin and stdout.
+ * @returns The listener; its `finished` gives how it ended.
+ * @throws {AddressInUseError} when the port is taken (`EADDRINUSE`).
+ * @throws {InvalidArgumentError} for a bad option, before any socket is made.
+ */
+export function listen(options: ListenOptions = {}): Listener {
+  checkOptions(options);
+  options ??= {};
+  const settings = check(options);
+  const signal = checkSignal(options.signal);
+  const hub = new Hub(settings);
+  const server = serve({
+    hostname: options.hostname,
+    port: options.port,
+    idleTimeout: options.idleTimeout,
+    // Past maxConns (one without keepOpen), refused at once: no client
+    // ever waits unseen.
+    concurrency: settings.keepOpen ? settings.maxConns : 1,
+    backlog: 0,
+    onRefused: (info) =>
+      settings.onEvent({
+        event: "refused",
+        client: clientOf(info),
+        maxConns: settings.keepOpen ? settings.maxConns : 1,
+      }),
+    // Handlers report through their events; nothing to print here.
+    onError: () => {},
+  }, (conn, info) => hub.serve(conn, info));
+  hub.attach(server);
+  const listener = new Listener(server, hub);
+  if (signal) {
+    const stop = () => listener.shutdown();
+    if (signal.aborted) stop();
+    signal.addEventListener("abort", stop, { once: true });
+    server.finished.finally(() => signal.removeEventListener("abort", stop));
+  }
+  return listener;
+}
+
+function check(options: ListenOptions): Settings {
+  const flag = (name: keyof ListenOptions) => {
+    const value = options[name];
+    if (value !== undefined && typeof value !== "boolean") {
+      throw new InvalidArgumentError({
+        reason: `invalid ${name} ${describe(value)}: expected a boolean`,
+      });
+    }
+    return value === true;
+  };
+  const broker = flag("broker");
+  const keepOpen = flag("keepOpen") || broker;
+  const sendOnly = flag("sendOnly");
+  const recvOnly = flag("recvOnly");
+  if (sendOnly && recvOnly) {
+    throw new InvalidArgumentError({
+      reason: "invalid sendOnly and recvOnly: at most one may be set",
+    });
+  }
+  const maxConns = checkCount(options.maxConns, "maxConns", 1);
+  if (maxConns !== undefined && !keepOpen) {
+    throw new InvalidArgumentError({
+      reason:
+        "invalid maxConns: it needs keepOpen (one client is served without)",
+    });
+  }
+  checkDuration(options.idleTimeout, "idleTimeout");
+  checkFunction(options.onEvent, "onEvent");
+  const stdout = options.stdout ?? Deno.stdout;
+  if (typeof stdout !== "function") checkOutput(stdout);
+  return {
+    keepOpen,
+    broker,
+    maxConns: maxConns ?? DEFAULT_MAX_CONNS,
+    rules: {
+      allow: ranges(options.allow, "allow"),
+      deny: ranges(options.deny, "deny"),
+    },
+    sendOnly,
+    recvOnly,
+    queueBytes: checkCount(options.queueBytes, "queueBytes", 1) ??
+      DEFAULT_QUEUE_BYTES,
+    stallTimeout: checkDuration(options.stallTimeout, "stallTimeout") ??
+      DEFAULT_STALL_MS,
+    stdin: checkInput(options.stdin),
+    stdout: typeof stdout === "function" ? stdout : () => checkOutput(stdout),
+    onEvent: options.onEvent ?? (() => {}),
+  };
+}
+
+function ranges(value: unknown, name: string): ReturnType<typeof parseCidr>[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) {
+    throw new InvalidArgumentError({
+      reason: `invalid ${name} ${describe(value)}: expected an array of ranges`,
+    });
+  }
+  return value.map(parseCidr);
+}
+
+function checkInput(value: unknown): ListenInput {
+  if (value === undefined) return Deno.stdin;
+  const input = value as Partial<ListenInput>;
+  if (
+    typeof input?.read !== "function" || typeof input.isTerminal !== "function"
+  ) {
+    throw new InvalidArgumentError({
+      reason: `invalid stdin ${
+        describe(value)
+      }: expected read() and isTerminal()`,
+    });
+  }
+  return value as ListenInput;
+}
+
+function checkOutput(value: unknown): ListenOutput {
+  if (typeof (value as Partial<ListenOutput>)?.write !== "function") {
+    throw new InvalidArgumentError({
+      reason: `invalid stdout ${describe(value)}: expected write()`,
+    });
+  }
+  return value as ListenOutput;
+}
+
+function clientOf(info: ConnectionInfo): ListenClient {
+  return { id: info.id, remoteAddr: info.remoteAddr };
+}
+
+// The hub: who is connected, and what goes where --------------------------
+
+/** A connected client: its connection and what waits to be sent to it. */
+interface Peer {
+  client: ListenClient;
+  conn: Connection;
+  queue: Queue;
+  dropped: boolean;
+}
+
+/** The state of one listener's clients, stdin and stdout. */
+class Hub {
+  readonly #s: Settings;
+  readonly #peers = new Set<Peer>();
+  readonly #counts = { accepted: 0, served: 0, denied: 0, dropped: 0 };
+  readonly #result: Omit<ListenResult, "stats"> = {
+    sent: 0,
+    received: 0,
+    stdoutClosed: false,
+  };
+  /** Serializes writes to stdout, so clients' chunks never interleave. */
+  #writing: Promise<unknown> = Promise.resolve();
+  /** Stdin read with no client to take it: the next client's first. */
+  #held: Uint8Array[] = [];
+  #stdinStarted = false;
+  #stdinEnded = false;
+  #stopped = false;
+  /** Wakes the stdin loop when a client arrives. */
+  #arrival: PromiseWithResolvers<void> | undefined;
+  #server: Server | undefined;
+
+  constructor(settings: Settings) {
+    this.#s = settings;
+  }
+
+  /** The server whose handler this is: set before any client arrives. */
+  attach(server: Server): void {
+    this.#server = server;
+  }
+
+  stats(refused: number): ListenStats {
+    return {
+      ...this.#counts,
+      accepted: this.#counts.accepted + refused,
+      refused,
+      active: this.#peers.size,
+    };
+  }
+
+  result(): ListenResult {
+    return {
+      ...this.#result,
+      stats: this.stats(this.#server?.stats.refused ?? 0),
+    };
+  }
+
+  /** The handler of every admitted connection. */
+  async serve(conn: Connection, info: ConnectionInfo): Promise<void> {
+    this.#counts.accepted++;
+    const client = clientOf(info);
+    if (!isAllowed(this.#s.rules, info.remoteAddr.address)) {
+      this.#counts.denied++;
+      this.#s.onEvent({ event: "denied", client });
+      return;
+    }
+    if (this.#stopped) return;
+    const peer: Peer = {
+      client,
+      conn,
+      queue: new Queue(this.#s.queueBytes),
+      dropped: false,
+    };
+    this.#join(peer);
+    let result: PipeResult;
+    try {
+      result = await pipe(conn, {
+        stdin: this.#inputFor(peer),
+        stdout: this.#outputFor(peer),
+      });
+    } finally {
+      this.#peers.delete(peer);
+      peer.queue.end();
+    }
+    this.#counts.served++;
+    this.#leave(peer, result);
+    if (!this.#s.keepOpen || result.stdoutClosed) {
+      this.#stopped = true;
+      // From inside the handler: resolves without waiting for this one.
+      this.closeAll();
+      await this.#server?.shutdown();
+    }
+  }
+
+  #join(peer: Peer): void {
+    this.#peers.add(peer);
+    this.#s.onEvent({ event: "connected", client: peer.client });
+    if (!this.#s.keepOpen || this.#s.recvOnly) return;
+    for (const chunk of this.#held) peer.queue.push(chunk);
+    this.#held = [];
+    if (this.#stdinEnded) return;
+    this.#arrival?.resolve();
+    if (!this.#stdinStarted) {
+      this.#stdinStarted = true;
+      this.#readStdin().catch((error) => {
+        this.#result.stdinError ??= error instanceof Error
+          ? error
+          : new Error(String(error));
+      });
+    }
+  }
+
+  #leave(peer: Peer, result: PipeResult): void {
+    this.#result.received += result.received;
+    if (!this.#s.keepOpen) this.#result.sent += result.sent;
+    if (result.stdinError) this.#result.stdinError ??= result.stdinError;
+    if (result.stdoutError) this.#result.stdoutError ??= result.stdoutError;
+    if (result.stdoutClosed) this.#result.stdoutClosed = true;
+    if (!this.#s.keepOpen && result.connectionError) {
+      this.#result.connectionError = result.connectionError;
+    }
+    this.#s.onEvent({
+      event: "closed",
+      client: peer.client,
+      sent: result.sent,
+      received: result.received,
+      ...(result.connectionError && !peer.dropped
+        ? { error: result.connectionError }
+        : {}),
+    });
+  }
+
+  /** Closes every client (the shutdown, or stdout's reader left). */
+  closeAll(): void {
+    this.#stopped = true;
+    this.#arrival?.resolve();
+    for (const peer of this.#peers) {
+      peer.queue.end();
+      peer.conn.close();
+    }
+  }
+
+  /**
+   * What the pipe sends to a client. Without keepOpen, stdin itself, so
+   * the pipe's fast path applies. recvOnly: nothing, never ending (the
+   * client is not half-closed: ncat's clients end when they read EOF).
+   */
+  #inputFor(peer: Peer): ListenInput {
+    if (this.#s.recvOnly) return peer.queue;
+    return this.#s.keepOpen ? peer.queue : this.#s.stdin;
+  }
+
+  /** Where the pipe writes what a client sends. */
+  #outputFor(peer: Peer): ListenOutput {
+    const { sendOnly, broker, keepOpen } = this.#s;
+    const own = sendOnly ? undefined : this.#s.stdout(peer.client);
+    if (!keepOpen && own !== undefined) return own;
+    return {
+      write: async (p) => {
+        if (broker) await this.#relay(peer, p);
+        if (own !== undefined) await this.#writeOut(own, p);
+        return p.length;
+      },
+    };
+  }
+
+  /** One client's bytes to every other client. */
+  #relay(from: Peer, p: Uint8Array): Promise<void> {
+    const chunk = p.slice();
+    return this.#fanOut(
+      [...this.#peers].filter((peer) => peer !== from),
+      chunk,
+    );
+  }
+
+  /**
+   * Queues a chunk for each peer. A peer whose queue is past its bound
+   * holds the sender back until it catches up, for at most stallTimeout;
+   * then it is dropped and the others go on.
+   */
+  async #fanOut(peers: Peer[], chunk: Uint8Array): Promise<void> {
+    const behind = peers.filter((peer) =>
+      !peer.dropped && !peer.queue.push(chunk)
+    );
+    if (behind.length === 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.#s.stallTimeout);
+    });
+    await Promise.race([
+      Promise.all(behind.map((peer) => peer.queue.caughtUp())),
+      late,
+    ]);
+    clearTimeout(timer);
+    for (const peer of behind) if (peer.queue.full) this.#drop(peer);
+  }
+
+  #writeOut(output: ListenOutput, p: Uint8Array): Promise<void> {
+    const write = this.#writing.then(async () => {
+      let written = 0;
+      while (written < p.length) {
+        written += await output.write(p.subarray(written));
+      }
+    });
+    // The chain goes on after a failure; the writer gets it.
+    this.#writing = write.catch(() => {});
+    return write;
+  }
+
+  /** Drops a client that fell too far behind. */
+  #drop(peer: Peer): void {
+    if (peer.dropped) return;
+    peer.dropped = true;
+    this.#counts.dropped++;
+    this.#s.onEvent({
+      event: "dropped",
+      client: peer.client,
+      queued: peer.queue.bytes,
+    });
+    peer.queue.end();
+    peer.conn.close();
+  }
+
+  /**
+   * Stdin to every connected client (keepOpen). Read only while a client
+   * is connected, so that input waits for the first client instead of
+   * being lost; what was read as the last one left goes to the next.
+   */
+  async #readStdin(): Promise<void> {
+    const buffer = new Uint8Array(CHUNK);
+    while (!this.#stopped) {
+      if (this.#peers.size === 0) {
+        this.#arrival = Promise.withResolvers();
+        await this.#arrival.promise;
+        continue;
+      }
+      const n = await this.#s.stdin.read(buffer);
+      if (n === null) break;
+      if (n === 0) continue;
+      const chunk = buffer.slice(0, n);
+      if (this.#peers.size === 0) this.#held.push(chunk);
+      await this.#fanOut([...this.#peers], chunk);
+      this.#result.sent += n;
+    }
+    // Clients are not half-closed: with keepOpen the listener outlives
+    // stdin, and in a broker other clients still talk to them.
+    this.#stdinEnded = true;
+  }
+}
+
+/**
+ * Bytes waiting to be sent to one client, bounded: a stand-in stdin for
+ * that client's pipe. `end()` makes its reads return end of input.
+ */
+class Queue implements ListenInput {
+  readonly #limit: number;
+  readonly #chunks: Uint8Array[] = [];
+  #offset = 0;
+  #bytes = 0;
+  #ended = false;
+  #waiter: (() => void) | undefined;
+  #drained: PromiseWithResolvers<void> | undefined;
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  /** Bytes queued now. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Past its bound: the sender should wait for it. */
+  get full(): boolean {
+    return !this.#ended && this.#bytes > this.#limit;
+  }
+
+  /** Adds a chunk (not copied); false when the queue is now past its bound. */
+  push(chunk: Uint8Array): boolean {
+    if (this.#ended) return true;
+    this.#chunks.push(chunk);
+    this.#bytes += chunk.length;
+    this.#wake();
+    return !this.full;
+  }
+
+  /** Resolves once the queue is within its bound again, or has ended. */
+  caughtUp(): Promise<void> {
+    if (!this.full) return Promise.resolve();
+    this.#drained ??= Promise.withResolvers();
+    return this.#drained.promise;
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#wake();
+    this.#checkDrained();
+  }
+
+  #checkDrained(): void {
+    if (this.#drained === undefined || this.full) return;
+    this.#drained.resolve();
+    this.#drained = undefined;
+  }
+
+  async read(p: Uint8Array): Promise<number | null> {
+    while (this.#chunks.length === 0) {
+      if (this.#ended) return null;
+      await new Promise<void>((resolve) => this.#waiter = resolve);
+    }
+    if (this.#ended) return null;
+    const head = this.#chunks[0];
+    const n = Math.min(p.length, head.length - this.#offset);
+    p.set(head.subarray(this.#offset, this.#offset + n));
+    this.#offset += n;
+    this.#bytes -= n;
+    if (this.#offset === head.length) {
+      this.#chunks.shift();
+      this.#offset = 0;
+    }
+    this.#checkDrained();
+    return n;
+  }
+
+  isTerminal(): boolean {
+    return false;
+  }
+
+  #wake(): void {
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.();
+  }
+}
