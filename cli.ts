@@ -42,7 +42,7 @@ Commands:
   connect HOST [PORT] connect, and optionally send and print the reply
   serve               the tutorial's server
   client              the tutorial's client: connect, recv(1024), print
-  telnet HOST PORT    an interactive, pipe-friendly telnet
+  telnet HOST [PORT]  an interactive, pipe-friendly telnet (--unix PATH)
   scan HOST PORTS     which ports are open (nc -z): 20-25,80,8000-8100
   listen [PORT]       wait for clients, as nc -l; -k, --broker for many
 

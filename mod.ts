@@ -10,6 +10,7 @@
  * | `s.connect((host, port))`      | {@linkcode connect}                    |
  * | `s.sendall(data)`, `s.recv(n)` | {@linkcode Connection}                 |
  * | `bind`, `listen(5)`, `accept`  | {@linkcode serve}                      |
+ * | `AF_UNIX` sockets (`nc -U`)    | `connect({ path })`, `serve({ path })`  |
  * | "is anything listening?"       | {@linkcode scan}, {@linkcode parsePorts} |
  * | `nc -l`, `ncat -k --broker`    | {@linkcode listen}                     |
  * | `socket.error`, `gaierror`     | {@linkcode SocketError}, {@linkcode ResolveError} |
@@ -41,6 +42,7 @@ export {
   ConnectionResetError,
   InvalidArgumentError,
   MessageTooLargeError,
+  NotFoundError,
   PermissionDeniedError,
   ResolveError,
   SocketClosedError,
@@ -57,10 +59,14 @@ export {
   formatAddress,
   type IpAddress,
   ipFamily,
+  isUnixAddress,
   type NetAddress,
   parsePort,
   pythonAddress,
+  type SocketAddress,
+  type UnixAddress,
   validateHost,
+  validatePath,
   validatePort,
 } from "./lib/address.ts";
 export {
@@ -80,6 +86,7 @@ export {
   connect,
   type ConnectOptions,
   type HandshakeEvent,
+  type UnixConnectOptions,
 } from "./lib/connect.ts";
 export {
   type ClientTlsOptions,
@@ -91,10 +98,12 @@ export {
   type ConnectionInfo,
   type Handler,
   type RefusalReason,
+  removeStaleSocket,
   serve,
   type ServeOptions,
   type Server,
   type ServerStats,
+  type UnixServeOptions,
 } from "./lib/server.ts";
 export {
   parsePorts,

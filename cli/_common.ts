@@ -8,7 +8,7 @@
 
 import { parseArgs } from "node:util";
 import { describe } from "../lib/_describe.ts";
-import { parsePort, validateHost } from "../lib/address.ts";
+import { parsePort, validateHost, validatePath } from "../lib/address.ts";
 import { InvalidArgumentError } from "../lib/errors.ts";
 
 /** A bad command line: one line on stderr, exit 2. */
@@ -376,3 +376,44 @@ function stackOf(error: Error): string {
   }
   return text;
 }
+
+/** A Unix socket's path from the command line (`--unix PATH`). */
+export function pathArg(value: string): string {
+  return usage(() => validatePath(value));
+}
+
+/**
+ * `--unix PATH` in place of a host and port: the path, or `undefined`
+ * when not given. HOST or PORT given with it is a usage error.
+ */
+export function unixOption(
+  values: ParsedArgs["values"],
+  conflicts: string[] = [],
+): string | undefined {
+  const path = stringOption(values, "unix");
+  if (path === undefined) return undefined;
+  const extra = conflicts.find((name) => values[name] !== undefined);
+  if (extra !== undefined) {
+    throw new UsageError(`--unix replaces --${extra}: give one or the other`);
+  }
+  return pathArg(path);
+}
+
+/** `-4` / `-6`: the address family to use; both is a usage error. */
+export function familyOption(values: ParsedArgs["values"]): 4 | 6 | undefined {
+  if (values.ipv4 && values.ipv6) {
+    throw new UsageError("-4 and -6 exclude each other: give one");
+  }
+  return values.ipv4 ? 4 : values.ipv6 ? 6 : undefined;
+}
+
+/** The options of `-4` / `-6`, as nc spells them. */
+export const FAMILY_OPTIONS: Record<string, OptionSpec> = {
+  ipv4: { type: "boolean", short: "4" },
+  ipv6: { type: "boolean", short: "6" },
+};
+
+/** Permission flags a Unix socket needs, for the helps. */
+export const UNIX_PERMISSIONS =
+  "Deno 2 needs read, write and net permission for the socket's path:\n" +
+  "--allow-read=PATH --allow-write=PATH --allow-net=unix:PATH (or -R -W -N).";

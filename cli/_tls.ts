@@ -50,6 +50,7 @@ export const CLIENT_TLS_HELP = `TLS:
                       and date checks per connection: for that, run deno
                       with --unsafely-ignore-certificate-errors
   The PEM files need read permission: --allow-read=FILE,... (or -R).
+  TLS runs over TCP only: --tls with --unix is a usage error.
   A refused certificate is exit 1 and one line naming why (unknown
   authority, name mismatch, expired); nothing the server sent is printed
   before its certificate is verified.`;
@@ -64,6 +65,7 @@ export const SERVER_TLS_HELP = `TLS:
                         close a client that has not finished its handshake
                         in MS (default 10000); it counts as failed
   The PEM files need read permission: --allow-read=FILE,... (or -R).
+  TLS runs over TCP only: --tls with --unix is a usage error.
   A refused client is closed without the refusal message (it would cost a
   handshake).`;
 
@@ -130,6 +132,21 @@ export async function serverTlsFlags(
     alpnProtocols: alpn === undefined ? undefined : alpnList(alpn),
     handshakeTimeout,
   };
+}
+
+/**
+ * `--tls` with `--unix` is a usage error: Deno's TLS runs over TCP only
+ * (no TLS listener or client on a Unix socket).
+ */
+export function checkNoTlsOnUnix(
+  values: ParsedArgs["values"],
+  path: string | undefined,
+): void {
+  if (path !== undefined && values.tls) {
+    throw new UsageError(
+      "--tls runs over TCP only: it cannot be used with --unix",
+    );
+  }
 }
 
 /** What `connect`/`telnet` print once the handshake is done. */

@@ -17,19 +17,31 @@ import {
   stdoutIsTerminal,
   stringOption,
   timeoutArg,
+  unixOption,
   writeStdout,
 } from "./_common.ts";
-import { CLIENT_TLS_HELP, CLIENT_TLS_OPTIONS, clientTlsFlags } from "./_tls.ts";
+import type { Connection } from "../lib/connection.ts";
+import type { SocketAddress } from "../lib/address.ts";
+import {
+  checkNoTlsOnUnix,
+  CLIENT_TLS_HELP,
+  CLIENT_TLS_OPTIONS,
+  clientTlsFlags,
+} from "./_tls.ts";
 
 /** The help text of `client`. */
 export const CLIENT_HELP = `Usage: deno run -N cli.ts client [options]
+       deno run -R -W -N cli.ts client --unix PATH [options]
 
 The tutorial's client: connects, receives once (at most --bufsize bytes),
 prints what came followed by a newline, and closes.
 
 Options:
   --hostname H    the server (default 127.0.0.1)
-  --port N        its port (default 12345)
+  -p, --port N    its port (default 12345)
+  --unix PATH     a Unix socket in place of --hostname and --port;
+                  Deno needs -R -W -N, or at least --allow-read=PATH
+                  --allow-write=PATH --allow-net=unix:PATH
   --bufsize N     the most bytes to receive, as recv(1024) (default 1024)
   --raw           write the bytes as they came, with no newline added, even
                   on a terminal
@@ -57,7 +69,8 @@ export const clientCommand: Command = {
   help: CLIENT_HELP,
   options: {
     hostname: { type: "string" },
-    port: { type: "string" },
+    port: { type: "string", short: "p" },
+    unix: { type: "string" },
     bufsize: { type: "string" },
     raw: { type: "boolean" },
     timeout: { type: "string" },
@@ -70,7 +83,9 @@ export const clientCommand: Command = {
 /** Runs `client` and returns the exit code. */
 async function runClient({ values }: ParsedArgs): Promise<number> {
   const option = (name: string) => stringOption(values, name);
-  const host = hostArg(option("hostname") ?? "127.0.0.1");
+  const path = unixOption(values, ["hostname", "port"]);
+  checkNoTlsOnUnix(values, path);
+  const host = path ?? hostArg(option("hostname") ?? "127.0.0.1");
   const port = portArg(option("port") ?? "12345");
   const bufsize = integerArg(option("bufsize") ?? "1024", "bufsize", 1);
   const timeoutText = option("timeout");
@@ -79,15 +94,15 @@ async function runClient({ values }: ParsedArgs): Promise<number> {
     : timeoutArg(timeoutText);
 
   const tls = await clientTlsFlags(values);
-  await using conn = await connect(host, port, {
-    tls,
-    timeout,
-    idleTimeout: timeout,
-  });
+  await using conn: Connection<SocketAddress> = path === undefined
+    ? await connect(host, port, { tls, timeout, idleTimeout: timeout })
+    : await connect({ path }, { timeout, idleTimeout: timeout });
   const data = await conn.recv(bufsize);
   if (data === null) {
     printError(
-      `${hostPort(host, port)}: the server closed the connection without ` +
+      `${
+        path ?? hostPort(host, port)
+      }: the server closed the connection without ` +
         `sending anything`,
     );
     return 1;

@@ -7,11 +7,18 @@
 
 import { type AttemptEvent, connect } from "../lib/connect.ts";
 import type { Connection } from "../lib/connection.ts";
+import {
+  isUnixAddress,
+  peerFields,
+  type SocketAddress,
+} from "../lib/address.ts";
 import { hostPort } from "../lib/_describe.ts";
 import { ConnectionResetError, SocketError } from "../lib/errors.ts";
 import {
   type Command,
   ControlEscaper,
+  FAMILY_OPTIONS,
+  familyOption,
   hostArg,
   type ParsedArgs,
   portArg,
@@ -22,9 +29,13 @@ import {
   stringOption,
   timeoutArg,
   unescapeArg,
+  UNIX_PERMISSIONS,
+  unixOption,
+  UsageError,
   writeStdout,
 } from "./_common.ts";
 import {
+  checkNoTlsOnUnix,
   CLIENT_TLS_HELP,
   CLIENT_TLS_OPTIONS,
   clientTlsFlags,
@@ -34,6 +45,7 @@ import {
 /** The help text of `connect`. */
 export const CONNECT_HELP =
   `Usage: deno run -N cli.ts connect HOST [PORT] [options]
+       deno run -R -W -N cli.ts connect --unix PATH [options]
 
 Connects to HOST on PORT (default 80, the HTTP port, as in the tutorial) and
 prints the tutorial's lines:
@@ -43,7 +55,14 @@ The first line comes once a socket exists: never before a usage or
 permission error. Names in /etc/hosts need --allow-read=/etc/hosts;
 --allow-net=HOST is enough for the network (HOST as you wrote it).
 
+With --unix PATH it connects to the Unix socket at PATH instead (nc -U)
+and says "the socket has successfully connected to PATH". ${UNIX_PERMISSIONS}
+A missing file fails with "No such file or directory", a file nobody
+listens on (a crashed server's) with "Connection refused".
+
 Options:
+  --unix PATH   a Unix socket in place of HOST and PORT
+  -4, -6        IPv4 or IPv6 addresses only
   --send TEXT   send TEXT (escapes: \\r \\n \\t \\\\) while printing what comes
                 back, until the peer closes or the timeout
   --timeout MS  limit for the connect, and then for the whole exchange of
@@ -81,6 +100,8 @@ export const connectCommand: Command = {
     timeout: { type: "string" },
     json: { type: "boolean" },
     raw: { type: "boolean" },
+    unix: { type: "string" },
+    ...FAMILY_OPTIONS,
     ...CLIENT_TLS_OPTIONS,
   },
   positionals: 2,
@@ -91,8 +112,16 @@ export const connectCommand: Command = {
 async function runConnect(
   { values, positionals }: ParsedArgs,
 ): Promise<number> {
-  const host = hostArg(required(positionals[0], "HOST"));
+  const path = unixOption(values, ["ipv4", "ipv6"]);
+  checkNoTlsOnUnix(values, path);
+  if (path !== undefined && positionals.length > 0) {
+    throw new UsageError(
+      "--unix replaces HOST and PORT: give one or the other",
+    );
+  }
+  const host = path ?? hostArg(required(positionals[0], "HOST"));
   const port = positionals[1] === undefined ? 80 : portArg(positionals[1]);
+  const family = familyOption(values);
   const sendText = stringOption(values, "send");
   const payload = sendText === undefined
     ? undefined
@@ -118,13 +147,26 @@ async function runConnect(
       printCreated();
     }
   };
-  await using conn = await connect(host, port, { timeout, onAttempt, tls });
+  await using conn: Connection<SocketAddress> = path === undefined
+    ? await connect(host, port, { timeout, onAttempt, family, tls })
+    : await connect({ path }, { timeout });
   printCreated();
-  const { address, family } = conn.remoteAddr;
-  if (json) printJson({ event: "connected", host, port, address, family });
-  else {
+  const remote = conn.remoteAddr;
+  if (isUnixAddress(remote)) {
+    if (json) printJson({ event: "connected", path: remote.path });
+    else console.log(`the socket has successfully connected to ${remote.path}`);
+  } else if (json) {
+    const { address } = remote;
+    printJson({
+      event: "connected",
+      host,
+      port,
+      address,
+      family: remote.family,
+    });
+  } else {
     console.log(
-      `the socket has successfully connected to ${host} on port ${port} (${address})`,
+      `the socket has successfully connected to ${host} on port ${port} (${remote.address})`,
     );
   }
   if (conn.tls !== undefined) {
@@ -149,7 +191,7 @@ interface Output {
  * finish: every byte that arrived is printed.
  */
 async function exchange(
-  conn: Connection,
+  conn: Connection<SocketAddress>,
   payload: Uint8Array,
   output: Output,
 ): Promise<number> {
@@ -168,9 +210,9 @@ async function exchange(
     );
     const received = await printReply(conn, output);
     const sendError = await sending;
-    const { address, port } = conn.remoteAddr;
+    const peer = peerFields(conn.remoteAddr, conn.localAddr);
     return report(
-      hostPort(address, port),
+      hostPort(peer.host, peer.port),
       received,
       timedOut ? undefined : sendError,
       timedOut,
@@ -189,7 +231,7 @@ interface Received {
 
 /** Prints what the peer sends until end of stream or an error. */
 async function printReply(
-  conn: Connection,
+  conn: Connection<SocketAddress>,
   { json, escape }: Output,
 ): Promise<Received> {
   const decoder = new TextDecoder();

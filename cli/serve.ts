@@ -5,8 +5,18 @@
  * @module
  */
 
-import { pythonAddress } from "../lib/address.ts";
-import { type ConnectionInfo, serve, type ServerStats } from "../lib/server.ts";
+import {
+  isUnixAddress,
+  pythonAddress,
+  type SocketAddress,
+} from "../lib/address.ts";
+import type { Connection } from "../lib/connection.ts";
+import {
+  type ConnectionInfo,
+  removeStaleSocket,
+  serve,
+  type ServerStats,
+} from "../lib/server.ts";
 import {
   type Command,
   hostArg,
@@ -17,13 +27,21 @@ import {
   printError,
   stringOption,
   unescapeArg,
+  UNIX_PERMISSIONS,
+  unixOption,
 } from "./_common.ts";
 import { LineWriter } from "./_output.ts";
-import { SERVER_TLS_HELP, SERVER_TLS_OPTIONS, serverTlsFlags } from "./_tls.ts";
+import {
+  checkNoTlsOnUnix,
+  SERVER_TLS_HELP,
+  SERVER_TLS_OPTIONS,
+  serverTlsFlags,
+} from "./_tls.ts";
 import type { ServeTlsOptions } from "../lib/tls.ts";
 
 /** The help text of `serve`. */
 export const SERVE_HELP = `Usage: deno run -N cli.ts serve [options]
+       deno run -R -W -N cli.ts serve --unix PATH [options]
 
 The tutorial's server: binds, listens, greets each connection and closes it.
 Prints "Socket successfully created", "socket binded to PORT", "socket is
@@ -39,10 +57,20 @@ ones are served, then one line of counters. A second signal cuts --busy
 short and skips the greetings still to send: those connections are closed
 without a greeting and counted as failed (and as skipped).
 
+With --unix PATH it serves on a Unix socket instead, printing "socket
+binded to PATH" and "Got connection on PATH (client #N)" (clients of a Unix
+socket have no address; N counts them). ${UNIX_PERMISSIONS}
+An existing file at PATH: if it is a socket and connecting to it is
+refused, a server that crashed left it, and it is removed (one line on
+stderr says so) before binding; if a server answers there, or the file is
+not a socket, the command fails with "Address already in use" and leaves
+the file alone. The socket file is removed when the server stops.
+
 Options:
   --hostname H        address to bind (default "": every IPv4 interface, as
                       the tutorial's ''; 127.0.0.1 for this machine only)
-  --port N            port to bind, 0 for any free one (default 12345)
+  -p, --port N        port to bind, 0 for any free one (default 12345)
+  --unix PATH         a Unix socket in place of --hostname and --port
   --backlog N         connections that may wait while busy (default 5)
   --concurrency N     connections served at once (default 1)
   --kernel-backlog N  the kernel's accept queue (listen(2)'s backlog), which
@@ -89,6 +117,7 @@ const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
 
 /** The settings of `serve`, from its command line. */
 interface ServeSettings {
+  path: string | undefined;
   hostname: string;
   port: number;
   backlog: number;
@@ -107,6 +136,8 @@ async function settings(
   values: ParsedArgs["values"],
 ): Promise<ServeSettings> {
   const option = (name: string) => stringOption(values, name);
+  const path = unixOption(values, ["hostname", "port", "kernel-backlog"]);
+  checkNoTlsOnUnix(values, path);
   const hostnameText = option("hostname") ?? "";
   const kernelText = option("kernel-backlog");
   const busyText = option("busy");
@@ -118,6 +149,7 @@ async function settings(
       : msArg(handshakeText, "handshake-timeout"),
   );
   return {
+    path,
     hostname: hostnameText === "" ? "" : hostArg(hostnameText),
     port: portArg(option("port") ?? "12345", true),
     backlog: integerArg(option("backlog") ?? "5", "backlog", 0),
@@ -143,7 +175,8 @@ export const serveCommand: Command = {
   help: SERVE_HELP,
   options: {
     hostname: { type: "string" },
-    port: { type: "string" },
+    port: { type: "string", short: "p" },
+    unix: { type: "string" },
     backlog: { type: "string" },
     concurrency: { type: "string" },
     "kernel-backlog": { type: "string" },
@@ -180,47 +213,35 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
   // accept path, once per connection.
   const print = (line: string, event: () => Record<string, unknown>) =>
     out.line(s.json ? JSON.stringify(event()) : line);
-  const peer = (info: ConnectionInfo) => ({
-    id: info.id,
-    address: info.remoteAddr.address,
-    port: info.remoteAddr.port,
-    family: info.remoteAddr.family,
-  });
-
-  const server = serve({
-    hostname: s.hostname,
-    port: s.port,
+  const common = {
     backlog: s.backlog,
     concurrency: s.concurrency,
-    kernelBacklog: s.kernelBacklog,
     refusalMessage: s.refusal,
     idleTimeout: s.idle === 0 ? undefined : s.idle,
     handlerTimeout: s.maxTime === 0 ? undefined : s.maxTime,
-    tls: s.tls,
-    onConnection: (info) =>
-      print(`Got connection from ${pythonAddress(info.remoteAddr)}`, () => ({
+    onConnection: (info: Info) =>
+      print(`Got connection ${from(info)}`, () => ({
         event: "connection",
         ...peer(info),
       })),
-    onRefused: (info) =>
+    onRefused: (info: Info) =>
       print(
-        `Refused connection from ${
-          pythonAddress(info.remoteAddr)
-        }: backlog full`,
+        `Refused connection ${from(info)}: backlog full`,
         () => ({ event: "refused", ...peer(info) }),
       ),
-    onError: (error, info) => {
+    onError: (error: unknown, info: Info) => {
       if (error instanceof Skipped) {
         skipped++;
         return;
       }
       printError(
-        `connection from ${pythonAddress(info.remoteAddr)} failed: ${
+        `connection ${from(info)} failed: ${
           error instanceof Error ? error.message : String(error)
         }`,
       );
     },
-  }, async (conn, info) => {
+  };
+  const handler = async (conn: Connection<SocketAddress>, info: Info) => {
     // Only --busy waits: without it, no signal is made per connection.
     if (s.busy > 0) {
       await sleep(s.busy, AbortSignal.any([info.signal, hurry.signal]));
@@ -228,16 +249,36 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
     if (hurry.signal.aborted) throw new Skipped();
     if (info.signal.aborted) throw info.signal.reason;
     await conn.sendAll(s.message);
-  });
+  };
+  if (s.path !== undefined && await removeStaleSocket(s.path)) {
+    printError(`removed ${s.path}: a stale socket nobody listened on`);
+  }
+  const server = s.path === undefined
+    ? serve({
+      ...common,
+      hostname: s.hostname,
+      port: s.port,
+      kernelBacklog: s.kernelBacklog,
+      tls: s.tls,
+    }, handler)
+    : serve({ ...common, path: s.path }, handler);
   // Only once a socket exists: a bind error prints none of the lines.
   print("Socket successfully created", () => ({ event: "created" }));
-  const { address, family } = server.addr;
-  print(`socket binded to ${server.addr.port}`, () => ({
-    event: "bound",
-    address,
-    port: server.addr.port,
-    family,
-  }));
+  const addr: SocketAddress = server.addr;
+  if (isUnixAddress(addr)) {
+    print(`socket binded to ${addr.path}`, () => ({
+      event: "bound",
+      path: addr.path,
+    }));
+  } else {
+    const { address, port, family } = addr;
+    print(`socket binded to ${port}`, () => ({
+      event: "bound",
+      address,
+      port,
+      family,
+    }));
+  }
   print("socket is listening", () => ({ event: "listening" }));
 
   const stopped = Promise.withResolvers<void>();
@@ -263,6 +304,31 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
     skipped,
   }));
   return 0;
+}
+
+type Info = ConnectionInfo<SocketAddress>;
+
+/** "from ('127.0.0.1', 5000)", or "on PATH (client #3)" on a Unix socket. */
+function from(info: Info): string {
+  const { remoteAddr, localAddr } = info;
+  if (isUnixAddress(remoteAddr) || isUnixAddress(localAddr)) {
+    const path = isUnixAddress(localAddr) ? localAddr.path : "";
+    return `on ${path} (client #${info.id})`;
+  }
+  return `from ${pythonAddress(remoteAddr)}`;
+}
+
+/** A connection's fields in a JSON event. */
+function peer(info: Info): Record<string, unknown> {
+  const { remoteAddr, localAddr } = info;
+  if (isUnixAddress(remoteAddr) || isUnixAddress(localAddr)) {
+    return {
+      id: info.id,
+      path: isUnixAddress(localAddr) ? localAddr.path : "",
+    };
+  }
+  const { address, port, family } = remoteAddr;
+  return { id: info.id, address, port, family };
 }
 
 /** The first signal's line: what is left to do, and how to skip it. */

@@ -15,6 +15,7 @@ import {
   ConnectionResetError,
   InvalidArgumentError,
   MessageTooLargeError,
+  NotFoundError,
   PermissionDeniedError,
   ResolveError,
   SocketClosedError,
@@ -50,6 +51,8 @@ export function errorFor(
       return new ResolveError({ ...fields, code });
     case "ECONNREFUSED":
       return new ConnectionRefusedError(fields);
+    case "ENOENT":
+      return new NotFoundError(fields);
     case "ETIMEDOUT":
       return new TimeoutError(fields);
     case "EHOSTUNREACH":
@@ -103,6 +106,7 @@ const RUNTIME_ERRORS: [
   [Deno.errors.BadResource, "EBADF", "the connection is closed"],
   [Deno.errors.Interrupted, "EBADF", "the connection is closed"],
   [Deno.errors.NetworkUnreachable, "ENETUNREACH", "Network is unreachable"],
+  [Deno.errors.NotFound, "ENOENT", "No such file or directory"],
 ];
 
 /**
@@ -218,6 +222,41 @@ export function netPermissionHint(host: string, port: number): string {
   const name = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
   const flag = port > 0 ? `${name}:${port}` : name;
   return `Deno needs the network permission (run with -N or --allow-net=${flag})`;
+}
+
+/**
+ * {@linkcode fromRuntimeError} for a Unix socket, whose missing permission
+ * is three flags, not the network one alone.
+ *
+ * @param error What the runtime threw.
+ * @param context What was being done; `host` is the path.
+ * @returns The module's error.
+ */
+export function fromUnixError(
+  error: unknown,
+  context: ErrorContext & { host: string },
+): SocketError {
+  if (!(error instanceof Deno.errors.NotCapable)) {
+    return fromRuntimeError(error, context);
+  }
+  return new PermissionDeniedError({
+    ...context,
+    reason: unixPermissionHint(context.host),
+    cause: error,
+  });
+}
+
+/**
+ * The reason for a missing permission on a Unix socket: Deno 2 checks
+ * read, write and net (`unix:PATH`) for both connect and listen.
+ *
+ * @param path The socket's path.
+ * @returns The flags that grant it.
+ */
+export function unixPermissionHint(path: string): string {
+  return "Deno needs read, write and net permissions for a Unix socket " +
+    `(run with --allow-read=${path} --allow-write=${path} ` +
+    `--allow-net=unix:${path}, or -R -W -N)`;
 }
 
 /**

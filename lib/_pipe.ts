@@ -19,6 +19,7 @@
  * @module
  */
 
+import { peerFields, type SocketAddress } from "./address.ts";
 import type { Connection } from "./connection.ts";
 import { ConnectionResetError, type SocketError } from "./errors.ts";
 import { fromRuntimeError } from "./_error_mapping.ts";
@@ -53,7 +54,29 @@ export interface PipeOptions {
    * bytes it had moved (for a trace).
    */
   onHandoff?: (direction: Role, bytes: number) => void;
+  /**
+   * Called when the escape byte is read from a terminal (telnet's command
+   * mode), after the bytes before it are sent; sending waits for it while
+   * receiving goes on. `"resume"` reads stdin again; `"end"` ends sending
+   * as end of input does. Without it, the escape ends sending.
+   */
+  onEscape?: (escape: EscapeContext) => Promise<EscapeAction>;
 }
+
+/** What {@linkcode PipeOptions.onEscape} is told. */
+export interface EscapeContext {
+  /** The text after the escape byte in the same read (the rest of the line). */
+  after: string;
+  /** Bytes sent so far. */
+  sent: number;
+  /** Bytes received so far. */
+  received: number;
+  /** Reads the next line of stdin (a command); `null` at end of input. */
+  readLine(): Promise<string | null>;
+}
+
+/** What the pipe does after the escape: go on, or end sending. */
+export type EscapeAction = "resume" | "end";
 
 /** How a {@linkcode pipe} ended. */
 export interface PipeResult {
@@ -101,7 +124,7 @@ const RING_BYTES = 4 * 1024 * 1024;
  * @returns What moved and what failed.
  */
 export async function pipe(
-  conn: Connection,
+  conn: Connection<SocketAddress>,
   options: PipeOptions = {},
 ): Promise<PipeResult> {
   const state: PipeState = {
@@ -109,6 +132,7 @@ export async function pipe(
     result: { sent: 0, received: 0, stdoutClosed: false },
     workers: [],
     onHandoff: options.onHandoff,
+    onEscape: options.onEscape,
   };
   const input = options.stdin ?? Deno.stdin;
   const output = options.stdout ?? Deno.stdout;
@@ -128,10 +152,11 @@ export async function pipe(
 }
 
 interface PipeState {
-  conn: Connection;
+  conn: Connection<SocketAddress>;
   result: PipeResult;
   workers: Worker[];
   onHandoff: PipeOptions["onHandoff"];
+  onEscape: PipeOptions["onEscape"];
 }
 
 // Sending: stdin → socket -------------------------------------------------
@@ -167,9 +192,31 @@ async function sendAll(
     const at = terminal && escape !== undefined ? data.indexOf(escape) : -1;
     if (at !== -1) data = data.subarray(0, at);
     if (!await send(state, data)) return;
+    if (at !== -1 && await escaped(state, input, buffer.subarray(at + 1, n))) {
+      continue;
+    }
     if (at !== -1) break;
   }
   await closeWrite(state.conn);
+}
+
+/** Runs the escape's hook; true to go on reading stdin. */
+async function escaped(
+  state: PipeState,
+  input: PipeInput,
+  after: Uint8Array,
+): Promise<boolean> {
+  if (state.onEscape === undefined) return false;
+  const decoder = new TextDecoder();
+  const line = new Uint8Array(1024);
+  const readLine = async () => {
+    const n = await input.read(line);
+    return n === null ? null : decoder.decode(line.subarray(0, n));
+  };
+  const { sent, received } = state.result;
+  const text = decoder.decode(after);
+  return await state.onEscape({ after: text, sent, received, readLine }) ===
+    "resume";
 }
 
 /** Sends all of `data`; false when the connection failed. */
@@ -225,7 +272,9 @@ async function sendFromRing(
   }
 }
 
-async function closeWrite(conn: Connection): Promise<void> {
+async function closeWrite(
+  conn: Connection<SocketAddress>,
+): Promise<void> {
   try {
     await conn.closeWrite();
   } catch {
@@ -327,11 +376,10 @@ function connectionFailed(
   op: "send" | "recv",
   error: unknown,
 ): void {
-  const { address, port } = state.conn.remoteAddr;
+  const { remoteAddr, localAddr } = state.conn;
   state.result.connectionError ??= fromRuntimeError(error, {
     op,
-    host: address,
-    port,
+    ...peerFields(remoteAddr, localAddr),
   });
 }
 

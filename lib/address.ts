@@ -25,7 +25,26 @@ export interface NetAddress extends IpAddress {
   port: number;
 }
 
+/**
+ * A Unix domain socket's address: a path in the file system, as Deno's
+ * `Deno.UnixAddr` has it.
+ */
+export interface UnixAddress {
+  /** Always `"unix"`: what tells it from a {@linkcode NetAddress}. */
+  transport: "unix";
+  /**
+   * The socket file's path; `""` for a client's end, which has no name
+   * (Python's `getsockname()` gives `''` there too).
+   */
+  path: string;
+}
+
+/** Either end of a connection: an IP address and port, or a socket path. */
+export type SocketAddress = NetAddress | UnixAddress;
+
 const MAX_PORT = 65535;
+/** `sun_path` holds 108 bytes on Linux, its terminating NUL included. */
+const MAX_PATH_BYTES = 107;
 const MAX_NAME_LENGTH = 253;
 const LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
 const DOTTED_QUAD = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
@@ -205,6 +224,81 @@ export function pythonAddress(addr: NetAddress): string {
   return addr.family === 6
     ? `('${addr.address}', ${addr.port}, 0, 0)`
     : `('${addr.address}', ${addr.port})`;
+}
+
+/**
+ * Checks a Unix socket's path: a non-empty string with no NUL, short
+ * enough for `sun_path` (107 bytes of UTF-8; a longer path cannot be
+ * bound or dialled at all, so it is refused before any socket is made).
+ *
+ * @example
+ * ```ts
+ * import { validatePath } from "@socket-programming/socket";
+ *
+ * validatePath("/tmp/app.sock"); // "/tmp/app.sock"
+ * ```
+ *
+ * @param path The value to check.
+ * @returns The path.
+ * @throws {InvalidArgumentError} naming the bad value.
+ */
+export function validatePath(path: unknown): string {
+  const bytes = typeof path === "string"
+    ? new TextEncoder().encode(path).length
+    : 0;
+  if (
+    typeof path !== "string" || path === "" || path.includes("\0") ||
+    bytes > MAX_PATH_BYTES
+  ) {
+    const why = typeof path !== "string" || path === "" || path.includes("\0")
+      ? "expected a non-empty file path without NUL"
+      : `${bytes} bytes, past the ${MAX_PATH_BYTES} a Unix socket path holds`;
+    throw new InvalidArgumentError({
+      reason: `invalid path ${describe(path)}: ${why}`,
+    });
+  }
+  return path;
+}
+
+/**
+ * Whether an address is a Unix socket's.
+ *
+ * @example
+ * ```ts
+ * import { isUnixAddress } from "@socket-programming/socket";
+ *
+ * isUnixAddress({ transport: "unix", path: "/tmp/app.sock" }); // true
+ * isUnixAddress({ address: "::1", port: 80, family: 6 }); // false
+ * ```
+ *
+ * @param addr The address.
+ * @returns `true` for a {@linkcode UnixAddress}.
+ */
+export function isUnixAddress(addr: SocketAddress): addr is UnixAddress {
+  return "transport" in addr && addr.transport === "unix";
+}
+
+/**
+ * The error fields naming a connection's peer: its address and port, or
+ * for a Unix socket the path (the server's end's: a client's has none).
+ * Internal: `mod.ts` does not re-export it.
+ */
+export function peerFields(
+  remote: SocketAddress,
+  local: SocketAddress,
+): { host: string; address?: string; port?: number } {
+  if (isUnixAddress(remote)) {
+    return { host: remote.path || (isUnixAddress(local) ? local.path : "") };
+  }
+  return { host: remote.address, address: remote.address, port: remote.port };
+}
+
+/** Converts Deno's address (TCP or Unix) to the module's. */
+export function toSocketAddress(addr: Deno.Addr): SocketAddress {
+  if (addr.transport === "unix" || addr.transport === "unixpacket") {
+    return { transport: "unix", path: addr.path ?? "" };
+  }
+  return fromDenoAddr(addr as Deno.NetAddr);
 }
 
 /** Converts Deno's address to the module's. */

@@ -10,7 +10,9 @@ import {
   formatAddress,
   type IpAddress,
   ipFamily,
+  type UnixAddress,
   validateHost,
+  validatePath,
   validatePort,
 } from "./address.ts";
 import {
@@ -19,8 +21,8 @@ import {
   type ConnectionSettings,
   connectionSettings,
 } from "./connection.ts";
-import { abortError } from "./_error_mapping.ts";
-import { TimeoutError } from "./errors.ts";
+import { abortError, fromUnixError } from "./_error_mapping.ts";
+import { InvalidArgumentError, TimeoutError } from "./errors.ts";
 import { type AttemptEvent, happyEyeballs } from "./_happy_eyeballs.ts";
 import { resolve, type ResolveOptions } from "./resolve.ts";
 import {
@@ -111,6 +113,42 @@ function connectSettings(options: ConnectOptions): ConnectSettings {
 }
 
 /**
+ * Connects to a Unix domain socket (`nc -U PATH`). Deno needs read, write
+ * and net permission for the path: `--allow-read=PATH --allow-write=PATH
+ * --allow-net=unix:PATH` (or `-R -W -N`).
+ *
+ * @example Connect to a server on a Unix socket
+ * ```ts
+ * import { connect, serve } from "@socket-programming/socket";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const path = `${dir}/app.sock`;
+ * {
+ *   await using server = serve({ path }, (conn) => conn.sendAll("hi"));
+ *   await using conn = await connect({ path });
+ *   console.log(conn.remoteAddr.path === path); // true
+ *   console.log(new TextDecoder().decode(await conn.recvAll())); // "hi"
+ * }
+ * await Deno.remove(dir);
+ * ```
+ *
+ * @param address The socket file's path.
+ * @param options Timeout, signal and idle timeout.
+ * @returns The open connection.
+ * @throws {NotFoundError} when no file is at the path (`ENOENT`).
+ * @throws {ConnectionRefusedError} when the file exists but nobody listens
+ *   on it: a stale socket, or not a socket at all.
+ * @throws {PermissionDeniedError} for a missing permission, naming the
+ *   flags.
+ * @throws {TimeoutError} past `timeout`.
+ * @throws {InvalidArgumentError} for a bad path or option.
+ */
+export function connect(
+  address: { path: string },
+  options?: UnixConnectOptions,
+): Promise<Connection<UnixAddress>>;
+// The TCP overload comes last: `ReturnType<typeof connect>` reads it.
+/**
  * Connects to a host (a name or an IP literal) and port. A name is resolved
  * first, and its addresses are tried in turn: the next one starts when the
  * last is refused, or after `attemptDelay` if it has not answered; the first
@@ -156,7 +194,23 @@ function connectSettings(options: ConnectOptions): ConnectSettings {
  * @throws {InvalidArgumentError} for a bad port, host or option, before any
  *   socket is made.
  */
-export async function connect(
+export function connect(
+  host: string,
+  port: number,
+  options?: ConnectOptions,
+): Promise<Connection>;
+export function connect(
+  target: string | { path: string },
+  portOrOptions?: number | UnixConnectOptions,
+  options?: ConnectOptions,
+): Promise<Connection | Connection<UnixAddress>> {
+  if (typeof target === "object" && target !== null) {
+    return connectUnix(target, portOrOptions as UnixConnectOptions);
+  }
+  return connectTcp(target, portOrOptions as number, options);
+}
+
+async function connectTcp(
   host: string,
   port: number,
   options: ConnectOptions = {},
@@ -211,6 +265,66 @@ export async function connect(
   } finally {
     deadline.clear();
   }
+}
+
+/** Options of {@linkcode connect} to a Unix socket. */
+export type UnixConnectOptions = Pick<
+  ConnectOptions,
+  "timeout" | "signal" | "idleTimeout"
+>;
+
+async function connectUnix(
+  address: { path: string },
+  options: UnixConnectOptions = {},
+): Promise<Connection<UnixAddress>> {
+  const path = validatePath(address.path);
+  checkOptions(options);
+  // Deno's TLS dials TCP only; the type has no `tls`, untyped callers may.
+  if ((options as ConnectOptions | undefined)?.tls !== undefined) {
+    throw new InvalidArgumentError({
+      reason: "invalid tls: TLS runs over TCP only, not to a Unix socket's " +
+        "path",
+    });
+  }
+  const timeout = checkDuration(options.timeout, "timeout");
+  const connection = connectionSettings({ idleTimeout: options.idleTimeout });
+  const where = { op: "connect" as const, host: path };
+  const deadline = deadlineSignal(
+    checkSignal(options.signal),
+    timeout,
+    () =>
+      new TimeoutError({ ...where, reason: `timed out after ${timeout} ms` }),
+  );
+  try {
+    const signal = deadline.signal;
+    if (signal?.aborted) throw abortError(signal, where);
+    const attempt = Deno.connect({ transport: "unix", path });
+    // Deno's unix connect takes no signal: a late connection is closed.
+    const conn = await raceSignal(attempt, signal).catch((error) => {
+      attempt.then((late) => late.close(), () => {});
+      throw signal?.aborted
+        ? abortError(signal, where)
+        : fromUnixError(error, where);
+    });
+    return new Connection<UnixAddress>(conn, connection);
+  } finally {
+    deadline.clear();
+  }
+}
+
+/** `promise`, or a rejection as soon as `signal` aborts. */
+function raceSignal<T>(
+  promise: Promise<T>,
+  signal: AbortSignal | undefined,
+): Promise<T> {
+  if (signal === undefined) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() =>
+      signal.removeEventListener("abort", onAbort)
+    );
+  });
 }
 
 /**

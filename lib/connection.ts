@@ -1,12 +1,18 @@
 /**
- * An open TCP connection: the tutorial's `sendall`, `recv` and `close`.
+ * An open connection (TCP, or a Unix socket): the tutorial's `sendall`,
+ * `recv` and `close`.
  *
  * @module
  */
 
 import { concat } from "./_bytes.ts";
 import { describe } from "./_describe.ts";
-import { fromDenoAddr, type NetAddress } from "./address.ts";
+import {
+  type NetAddress,
+  peerFields,
+  type SocketAddress,
+  toSocketAddress,
+} from "./address.ts";
 import { type ErrorContext, fromRuntimeError } from "./_error_mapping.ts";
 import {
   InvalidArgumentError,
@@ -28,12 +34,13 @@ export interface ConnectionOptions {
   idleTimeout?: number;
   /**
    * Sends small writes at once (`TCP_NODELAY`), as Deno does by default.
+   * TCP only: a Unix socket has no such delay.
    *
    * @default {true}
    */
   noDelay?: boolean;
   /**
-   * Sends TCP keep-alive probes on an idle connection.
+   * Sends TCP keep-alive probes on an idle connection. TCP only.
    *
    * @default {false}
    */
@@ -109,10 +116,17 @@ export interface TlsInfo {
  * runtime's connection out of one for `Deno.startTls` (which consumes it).
  */
 export let connectionInternals: {
-  setTls: (conn: Connection, info: TlsInfo) => void;
-  take: (conn: Connection) => Deno.TcpConn;
-  settings: (conn: Connection) => ConnectionSettings;
+  setTls: (conn: Connection<SocketAddress>, info: TlsInfo) => void;
+  take: (conn: Connection<SocketAddress>) => Deno.TcpConn;
+  settings: (conn: Connection<SocketAddress>) => ConnectionSettings;
 };
+
+/** A plain TCP connection: the only kind with no-delay and keep-alive. */
+function isPlainTcp(
+  conn: Deno.TcpConn | Deno.TlsConn | Deno.UnixConn,
+): conn is Deno.TcpConn {
+  return "setNoDelay" in conn;
+}
 
 const DEFAULT_RECV_SIZE = 65536;
 const MAX_RECV_BUFFER = 16 * 1024 * 1024;
@@ -120,9 +134,13 @@ const DEFAULT_RECV_ALL_LIMIT = 64 * 1024 * 1024;
 const encoder = new TextEncoder();
 
 /**
- * An open TCP connection, from {@linkcode connect} or handed to a
+ * An open connection, from {@linkcode connect} or handed to a
  * {@linkcode serve} handler. Text is sent as UTF-8. Closing twice is
  * harmless; using a closed connection throws `EBADF`.
+ *
+ * `A` is the kind of address its ends have: {@linkcode NetAddress} over
+ * TCP (the default), `UnixAddress` over a Unix socket (from
+ * `connect({ path })` or `serve({ path })`).
  *
  * @example Send a request, read the answer
  * ```ts
@@ -136,36 +154,48 @@ const encoder = new TextEncoder();
  * console.log(new TextDecoder().decode(greeting!)); // "Thank you for connecting"
  * ```
  */
-export class Connection implements AsyncDisposable, Disposable {
-  readonly #conn: Deno.TcpConn | Deno.TlsConn;
+export class Connection<A extends SocketAddress = NetAddress>
+  implements AsyncDisposable, Disposable {
+  readonly #conn: Deno.TcpConn | Deno.TlsConn | Deno.UnixConn;
   readonly #idleTimeout: number | undefined;
   readonly #settings: ConnectionSettings;
   #closed = false;
   #tls: TlsInfo | undefined;
-  /** The local end: this machine's address and port. */
-  readonly localAddr: NetAddress;
-  /** The remote end: the peer's address and port. */
-  readonly remoteAddr: NetAddress;
+  /**
+   * The local end: this machine's address and port, or the socket's path
+   * (`""` on a Unix socket's client end).
+   */
+  readonly localAddr: A;
+  /**
+   * The remote end: the peer's address and port, or the socket's path
+   * (`""` for a client accepted on a Unix socket: it has no name).
+   */
+  readonly remoteAddr: A;
 
   /**
    * Wraps a connection from Deno's `Deno.connect` or `listener.accept()`
    * (a TLS one from `Deno.connectTls` or `Deno.listenTls` too: no-delay and
    * keep-alive then stay as Deno set them).
    *
+   * `A` must match the kind of `conn` (`UnixAddress` for a
+   * `Deno.UnixConn`): {@linkcode connect} and {@linkcode serve} see to it.
+   *
    * @param conn The connection; the new object owns it.
-   * @param options Idle timeout, no-delay and keep-alive.
+   * @param options Idle timeout, no-delay and keep-alive (TCP only).
    */
   constructor(
-    conn: Deno.TcpConn | Deno.TlsConn,
+    conn: Deno.TcpConn | Deno.TlsConn | Deno.UnixConn,
     options: ConnectionOptions = {},
   ) {
     const settings = connectionSettings(options);
     this.#settings = settings;
     this.#idleTimeout = settings.idleTimeout;
     this.#conn = conn;
-    this.localAddr = fromDenoAddr(conn.localAddr);
-    this.remoteAddr = fromDenoAddr(conn.remoteAddr);
-    if ("setNoDelay" in conn) {
+    this.localAddr = toSocketAddress(conn.localAddr) as A;
+    this.remoteAddr = toSocketAddress(conn.remoteAddr) as A;
+    // Plain TCP only: a Unix socket has no such options, and TLS keeps
+    // what Deno set.
+    if (isPlainTcp(conn)) {
       if (!settings.noDelay) conn.setNoDelay(false);
       if (settings.keepAlive) conn.setKeepAlive(true);
     }
@@ -178,14 +208,20 @@ export class Connection implements AsyncDisposable, Disposable {
       },
       take: (conn) => {
         conn.#checkOpen("handshake");
-        if (!("setNoDelay" in conn.#conn) || conn.#tls !== undefined) {
+        const inner = conn.#conn;
+        if (inner.localAddr.transport === "unix") {
+          throw new InvalidArgumentError({
+            reason: "invalid conn: TLS runs over TCP, not a Unix socket",
+          });
+        }
+        if (!isPlainTcp(inner) || conn.#tls !== undefined) {
           throw new InvalidArgumentError({
             reason: "invalid conn: TLS is already on",
           });
         }
         // The new connection owns the socket: this one is closed, not it.
         conn.#closed = true;
-        return conn.#conn;
+        return inner;
       },
       settings: (conn) => conn.#settings,
     };
@@ -454,8 +490,7 @@ export class Connection implements AsyncDisposable, Disposable {
 
   /** The fields of an error of `op` on this connection. */
   #where(op: SocketOp): ErrorContext {
-    const { address, port } = this.remoteAddr;
-    return { op, host: address, address, port };
+    return { op, ...peerFields(this.remoteAddr, this.localAddr) };
   }
 }
 

@@ -21,7 +21,11 @@ import { hostPort } from "./_describe.ts";
  *   `socket.gaierror`, {@linkcode ResolveError}).
  * - `ETIMEDOUT`: anything that did not finish in time, a DNS lookup
  *   included ({@linkcode TimeoutError}).
- * - `ECONNREFUSED`, `EHOSTUNREACH`, `ENETUNREACH`: connecting failed.
+ * - `ECONNREFUSED`, `EHOSTUNREACH`, `ENETUNREACH`: connecting failed. For
+ *   a Unix socket, `ECONNREFUSED` means the file exists but nobody listens
+ *   on it (a server that crashed left it, or it is not a socket).
+ * - `ENOENT`: no such file: a Unix socket path with nothing there, or whose
+ *   directory does not exist ({@linkcode NotFoundError}).
  * - `EADDRINUSE`, `EADDRNOTAVAIL`, `EACCES`: binding failed, or the runtime
  *   lacks the permission.
  * - `ECONNRESET`, `EPIPE`: the peer went away mid-transfer.
@@ -46,6 +50,7 @@ export type SocketErrorCode =
   | "ENOTFOUND"
   | "ESERVFAIL"
   | "ECONNREFUSED"
+  | "ENOENT"
   | "ETIMEDOUT"
   | "EHOSTUNREACH"
   | "ENETUNREACH"
@@ -104,7 +109,10 @@ export interface SocketErrorOptions {
    * was done.
    */
   op?: SocketOp;
-  /** The host involved, as the caller gave it (a name or an IP). */
+  /**
+   * The host involved, as the caller gave it (a name or an IP), or a Unix
+   * socket's path (then there is no `port`).
+   */
   host?: string;
   /** The port involved. */
   port?: number;
@@ -357,6 +365,37 @@ export class ConnectionRefusedError extends SocketError {
    */
   constructor(options: SocketErrorOptions) {
     super({ ...options, code: "ECONNREFUSED" });
+  }
+}
+
+/**
+ * A Unix socket's path names no file (`ENOENT`): no server has made it, or
+ * the one that did has removed it on its way out. A file that exists but
+ * that nobody listens on is a {@linkcode ConnectionRefusedError} instead.
+ *
+ * @example
+ * ```ts
+ * import { connect, NotFoundError } from "@socket-programming/socket";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await connect({ path: `${dir}/none.sock` }).catch((error) => {
+ *   console.log(error instanceof NotFoundError); // true
+ *   console.log(error.message); // "connect to …/none.sock: No such file or directory"
+ * });
+ * await Deno.remove(dir);
+ * ```
+ */
+export class NotFoundError extends SocketError {
+  /** The stable code. */
+  declare readonly code: "ENOENT";
+
+  /**
+   * Makes the error.
+   *
+   * @param options The fields; `host` is the path.
+   */
+  constructor(options: SocketErrorOptions) {
+    super({ ...options, code: "ENOENT" });
   }
 }
 

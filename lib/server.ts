@@ -8,10 +8,14 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { describe, hostPort } from "./_describe.ts";
 import {
-  fromDenoAddr,
   ipFamily,
   type NetAddress,
+  peerFields,
+  type SocketAddress,
+  toSocketAddress,
+  type UnixAddress,
   validateHost,
+  validatePath,
   validatePort,
 } from "./address.ts";
 import {
@@ -20,7 +24,7 @@ import {
   type ConnectionSettings,
   connectionSettings,
 } from "./connection.ts";
-import { fromRuntimeError } from "./_error_mapping.ts";
+import { fromRuntimeError, fromUnixError } from "./_error_mapping.ts";
 import {
   secureServer,
   type ServerTlsSettings,
@@ -28,7 +32,12 @@ import {
   type ServeTlsOptions,
 } from "./tls.ts";
 import { connectionInternals } from "./connection.ts";
-import { InvalidArgumentError, SocketError, TimeoutError } from "./errors.ts";
+import {
+  AddressInUseError,
+  InvalidArgumentError,
+  SocketError,
+  TimeoutError,
+} from "./errors.ts";
 import {
   checkCount,
   checkDuration,
@@ -37,14 +46,20 @@ import {
   checkSignal,
 } from "./_validate.ts";
 
-/** What a handler and the hooks learn of a connection. */
-export interface ConnectionInfo {
+/**
+ * What a handler and the hooks learn of a connection; `A` as
+ * {@linkcode Connection}'s.
+ */
+export interface ConnectionInfo<A extends SocketAddress = NetAddress> {
   /** 1 for the first connection accepted, 2 for the next: arrival order. */
   id: number;
-  /** The client's address and port. */
-  remoteAddr: NetAddress;
-  /** The server's address and port for this connection. */
-  localAddr: NetAddress;
+  /**
+   * The client's address and port (on a Unix socket, path `""`: clients
+   * have no name there, and `id` tells them apart).
+   */
+  remoteAddr: A;
+  /** The server's address and port (or socket path) for this connection. */
+  localAddr: A;
   /**
    * Aborted when the handler's time is up (`handlerTimeout`, or the
    * shutdown deadline): a handler should stop then.
@@ -57,9 +72,9 @@ export interface ConnectionInfo {
  * returned promise settles; a handler that throws is counted as failed,
  * reported to `onError`, and the server goes on.
  */
-export type Handler = (
-  conn: Connection,
-  info: ConnectionInfo,
+export type Handler<A extends SocketAddress = NetAddress> = (
+  conn: Connection<A>,
+  info: ConnectionInfo<A>,
 ) => void | Promise<void>;
 
 /**
@@ -68,8 +83,12 @@ export type Handler = (
  */
 export type RefusalReason = "admit" | "backlog" | "shutdown";
 
-/** Options of {@linkcode serve}. */
-export interface ServeOptions extends ConnectionOptions {
+/**
+ * Options of {@linkcode serve}; `A` is the kind of address the hooks see
+ * ({@linkcode UnixServeOptions} has the Unix socket's).
+ */
+export interface ServeOptions<A extends SocketAddress = NetAddress>
+  extends ConnectionOptions {
   /**
    * The address to bind: `""` for every IPv4 interface (Python's `''`),
    * `"127.0.0.1"` (or `"localhost"`) for this machine only, `"::"` for
@@ -185,26 +204,44 @@ export interface ServeOptions extends ConnectionOptions {
    * console.log(server.stats.refused); // 0
    * ```
    */
-  admit?: (info: ConnectionInfo) => boolean;
+  admit?: (info: ConnectionInfo<A>) => boolean;
   /** Called once, when the server is listening. */
-  onListen?: (addr: NetAddress) => void;
+  onListen?: (addr: A) => void;
   /** Called when the server accepts a connection, before it waits or runs. */
-  onAccept?: (info: ConnectionInfo) => void;
+  onAccept?: (info: ConnectionInfo<A>) => void;
   /**
    * Called when a handler starts on a connection (the tutorial's accept);
    * with TLS, once the handshake has succeeded.
    */
-  onConnection?: (info: ConnectionInfo) => void;
+  onConnection?: (info: ConnectionInfo<A>) => void;
   /**
    * Called when a connection is refused: `admit` turned it away, the
    * backlog was full, or at shutdown.
    */
-  onRefused?: (info: ConnectionInfo, reason: RefusalReason) => void;
+  onRefused?: (info: ConnectionInfo<A>, reason: RefusalReason) => void;
   /**
    * Called when a handler throws or times out. Prints one line to stderr
    * when not given.
    */
-  onError?: (error: unknown, info: ConnectionInfo) => void;
+  onError?: (error: unknown, info: ConnectionInfo<A>) => void;
+}
+
+/**
+ * Options of {@linkcode serve} on a Unix socket: `path` in place of
+ * `hostname` and `port`; no kernel backlog option (Deno does not take
+ * one there), no TCP options, and no TLS (Deno has no TLS listener on a
+ * Unix socket).
+ */
+export interface UnixServeOptions extends
+  Omit<
+    ServeOptions<UnixAddress>,
+    "hostname" | "port" | "kernelBacklog" | "noDelay" | "keepAlive" | "tls"
+  > {
+  /**
+   * The socket file to make. It must not exist: see {@linkcode serve} on
+   * a file left by a server that crashed ({@linkcode removeStaleSocket}).
+   */
+  path: string;
 }
 
 /** The server's counters; `accepted` = the sum of the five others. */
@@ -235,29 +272,32 @@ interface ServerSettings {
   waitingOnShutdown: "serve" | "refuse";
   /** Encoded once; `undefined` when there is none to send. */
   refusalMessage: Uint8Array | undefined;
-  onAccept: ((info: ConnectionInfo) => void) | undefined;
-  onConnection: ((info: ConnectionInfo) => void) | undefined;
-  onRefused:
-    | ((info: ConnectionInfo, reason: RefusalReason) => void)
-    | undefined;
-  admit: ((info: ConnectionInfo) => boolean) | undefined;
-  onError: ((error: unknown, info: ConnectionInfo) => void) | undefined;
+  onAccept: ((info: AnyInfo) => void) | undefined;
+  onConnection: ((info: AnyInfo) => void) | undefined;
+  onRefused: ((info: AnyInfo, reason: RefusalReason) => void) | undefined;
+  admit: ((info: AnyInfo) => boolean) | undefined;
+  onError: ((error: unknown, info: AnyInfo) => void) | undefined;
   connection: ConnectionSettings;
   tls: ServerTlsSettings | undefined;
+  /** Removes the Unix socket's file once the listener is closed. */
+  unlink?: () => void;
 }
+
+/** What the server handles inside: either kind of address. */
+type AnyInfo = ConnectionInfo<SocketAddress>;
 
 /**
  * A connection's info. The signal's AbortController is made on first use
  * (a read of `signal`, or an abort): most handlers never look at it, and
  * with thousands of idle connections its bytes count.
  */
-class Info implements ConnectionInfo {
+class Info implements AnyInfo {
   readonly id: number;
-  readonly remoteAddr: NetAddress;
-  readonly localAddr: NetAddress;
+  readonly remoteAddr: SocketAddress;
+  readonly localAddr: SocketAddress;
   #controller: AbortController | undefined;
 
-  constructor(id: number, conn: Connection) {
+  constructor(id: number, conn: Connection<SocketAddress>) {
     this.id = id;
     this.remoteAddr = conn.remoteAddr;
     this.localAddr = conn.localAddr;
@@ -277,7 +317,7 @@ class Info implements ConnectionInfo {
 
 /** A connection in the server's hands, waiting or running. */
 interface Entry {
-  conn: Connection;
+  conn: Connection<SocketAddress>;
   info: Info;
   /** The `handlerTimeout` timer, while the handler runs. */
   timer?: ReturnType<typeof setTimeout>;
@@ -298,9 +338,9 @@ const MAX_PENDING_REFUSALS = 1024;
 /** Makes a server: {@linkcode serve}'s way past the private constructor. */
 let makeServer: (
   listener: Listener,
-  handler: Handler,
+  handler: Handler<SocketAddress>,
   settings: ServerSettings,
-) => Server;
+) => Server<SocketAddress>;
 
 /** Which entry's handler is running, to know who calls `shutdown()`. */
 const handlerContext = new AsyncLocalStorage<Entry>();
@@ -319,20 +359,21 @@ const handlerContext = new AsyncLocalStorage<Entry>();
  * console.log(server.stats.accepted); // 0
  * ```
  */
-export class Server implements AsyncDisposable {
-  /** The address the server is bound to, with the port chosen. */
-  readonly addr: NetAddress;
+export class Server<A extends SocketAddress = NetAddress>
+  implements AsyncDisposable {
+  /** The address the server is bound to, with the port chosen (or path). */
+  readonly addr: A;
   /** Resolves once the server has stopped and released everything. */
   readonly finished: Promise<void>;
   readonly #listener: Listener;
-  readonly #handler: Handler;
+  readonly #handler: Handler<SocketAddress>;
   readonly #options: ServerSettings;
   readonly #backlog: number;
   readonly #concurrency: number;
   readonly #waiting: Entry[] = [];
   readonly #running = new Set<Entry>();
   /** Refusals being written, each with its connection, to cut them. */
-  readonly #refusals = new Map<Promise<void>, Connection>();
+  readonly #refusals = new Map<Promise<void>, Connection<SocketAddress>>();
   readonly #counts = { accepted: 0, served: 0, failed: 0, refused: 0 };
   readonly #stopped = Promise.withResolvers<void>();
   /** Resolved when all but the handlers that asked for the stop are done. */
@@ -358,7 +399,7 @@ export class Server implements AsyncDisposable {
   /** Use {@linkcode serve}: only it makes servers. */
   private constructor(
     listener: Listener,
-    handler: Handler,
+    handler: Handler<SocketAddress>,
     settings: ServerSettings,
   ) {
     this.#listener = listener;
@@ -366,7 +407,7 @@ export class Server implements AsyncDisposable {
     this.#options = settings;
     this.#backlog = settings.backlog;
     this.#concurrency = settings.concurrency;
-    this.addr = fromDenoAddr(listener.addr);
+    this.addr = toSocketAddress(listener.addr) as A;
     this.finished = this.#stopped.promise;
     this.#loop = this.#acceptLoop();
   }
@@ -431,7 +472,7 @@ export class Server implements AsyncDisposable {
   async #acceptLoop(): Promise<void> {
     let backoff = 0;
     while (!this.#stopping) {
-      let conn: Deno.TcpConn | Deno.TlsConn;
+      let conn: Accepted;
       try {
         conn = await this.#listener.accept();
         backoff = 0;
@@ -452,7 +493,7 @@ export class Server implements AsyncDisposable {
    * updated before any hook runs, so that a hook reading `stats` sees
    * `accepted` equal to the sum of the others.
    */
-  #admit(conn: Deno.TcpConn | Deno.TlsConn): void {
+  #admit(conn: Accepted): void {
     const entry = this.#entry(conn);
     // Before the count: `admit` (and its onError) see stats that add up.
     const refusal = this.#refusal(entry);
@@ -489,7 +530,7 @@ export class Server implements AsyncDisposable {
   }
 
   /** Runs a hook; one that throws must not stop the accept loop. */
-  #callHook(hook: (info: ConnectionInfo) => void, info: ConnectionInfo): void {
+  #callHook(hook: (info: AnyInfo) => void, info: AnyInfo): void {
     try {
       hook(info);
     } catch (error) {
@@ -497,8 +538,11 @@ export class Server implements AsyncDisposable {
     }
   }
 
-  #entry(conn: Deno.TcpConn | Deno.TlsConn): Entry {
-    const connection = new Connection(conn, this.#options.connection);
+  #entry(conn: Accepted): Entry {
+    const connection = new Connection<SocketAddress>(
+      conn,
+      this.#options.connection,
+    );
     const tls = this.#options.tls ? conn as Deno.TlsConn : undefined;
     return {
       conn: connection,
@@ -613,18 +657,15 @@ export class Server implements AsyncDisposable {
     this.#drain = undefined;
   }
 
-  #lateError(conn: Connection, reason: string): TimeoutError {
-    const { address, port } = conn.remoteAddr;
+  #lateError(conn: Connection<SocketAddress>, reason: string): TimeoutError {
     return new TimeoutError({
       op: "handle",
-      host: address,
-      address,
-      port,
+      ...peerFields(conn.remoteAddr, conn.localAddr),
       reason,
     });
   }
 
-  #reportError(error: unknown, info: ConnectionInfo): void {
+  #reportError(error: unknown, info: AnyInfo): void {
     const { onError } = this.#options;
     if (onError) {
       try {
@@ -640,8 +681,8 @@ export class Server implements AsyncDisposable {
       return;
     }
     const text = error instanceof Error ? error.message : String(error);
-    const { address, port } = info.remoteAddr;
-    console.error(`handler failed for ${hostPort(address, port)}: ${text}`);
+    const { host, port } = peerFields(info.remoteAddr, info.localAddr);
+    console.error(`handler failed for ${hostPort(host, port)}: ${text}`);
   }
 
   /** Refuses a waiting connection, at shutdown. */
@@ -685,6 +726,7 @@ export class Server implements AsyncDisposable {
     } catch {
       // Closed already.
     }
+    this.#options.unlink?.();
     this.#pause?.wake();
     const deadline = shutdownDeadline(this.#options.shutdownTimeout);
     try {
@@ -751,6 +793,51 @@ export class Server implements AsyncDisposable {
   }
 }
 
+// The Unix overload comes first: TypeScript types a hook's parameter from
+// the first overload it tries, and an object without `path` fails that
+// one before any hook is typed.
+/**
+ * Serves on a Unix domain socket (`nc -lU PATH`): `path` in place of
+ * `hostname` and `port`, everything else as over TCP. Deno needs read,
+ * write and net permission for the path: `--allow-read=PATH
+ * --allow-write=PATH --allow-net=unix:PATH` (or `-R -W -N`).
+ *
+ * The path must not exist, as for `nc -lU`: an existing file fails with
+ * `EADDRINUSE`, whatever it is. A server that crashed leaves its socket
+ * file behind; `await removeStaleSocket(path)` first removes such a file
+ * (and only such a file) so that the new server can bind. The file is
+ * removed when the server shuts down.
+ *
+ * @example A greeting server on a Unix socket
+ * ```ts
+ * import { connect, serve } from "@socket-programming/socket";
+ *
+ * const dir = await Deno.makeTempDir();
+ * {
+ *   await using server = serve(
+ *     { path: `${dir}/greeter.sock` },
+ *     (conn) => conn.sendAll("Thank you for connecting"),
+ *   );
+ *   await using conn = await connect(server.addr);
+ *   console.log(new TextDecoder().decode(await conn.recvAll())); // "Thank you for connecting"
+ * }
+ * await Deno.remove(dir);
+ * ```
+ *
+ * @param options The path, backlog, concurrency, timeouts and hooks.
+ * @param handler Serves one connection.
+ * @returns The listening server.
+ * @throws {AddressInUseError} when a file exists at the path.
+ * @throws {NotFoundError} when the path's directory does not exist.
+ * @throws {PermissionDeniedError} for a missing permission, naming the
+ *   flags.
+ * @throws {InvalidArgumentError} for a bad path or option, or `hostname`
+ *   or `port` given with `path`.
+ */
+export function serve(
+  options: UnixServeOptions,
+  handler: Handler<UnixAddress>,
+): Server<UnixAddress>;
 /**
  * Binds, listens and starts the accept loop: the tutorial's server in one
  * call. The handler runs for each connection, `concurrency` at a time; while
@@ -776,37 +863,34 @@ export class Server implements AsyncDisposable {
  *   permission.
  * @throws {InvalidArgumentError} for a bad option, before any socket is made.
  */
-export function serve(options: ServeOptions, handler: Handler): Server {
+export function serve(
+  options: ServeOptions,
+  handler: Handler,
+): Server;
+export function serve(
+  options: ServeOptions | UnixServeOptions,
+  handler: Handler | Handler<UnixAddress>,
+): Server | Server<UnixAddress> {
   checkOptions(options);
-  options ??= {};
+  // Inside, hooks and handler see either kind of address.
+  const all = (options ?? {}) as ServeOptions<SocketAddress> & {
+    path?: unknown;
+  };
   checkFunction(handler, "handler", { required: true });
-  const hostname = bindAddress(options.hostname);
-  const port = options.port === undefined
-    ? 0
-    : validatePort(options.port, { allowZero: true });
-  const settings = serverSettings(options);
-  const kernelBacklog = checkCount(options.kernelBacklog, "kernelBacklog", 1) ??
-    Math.max(settings.backlog, systemKernelBacklog());
-  const signal = checkSignal(options.signal);
-  checkFunction(options.onListen, "onListen");
-
-  let listener: Listener;
-  try {
-    const { tls } = settings;
-    listener = tls
-      ? Deno.listenTls({
-        hostname,
-        port,
-        tcpBacklog: kernelBacklog,
-        cert: tls.cert,
-        key: tls.key,
-        alpnProtocols: tls.alpnProtocols,
-      })
-      : Deno.listen({ hostname, port, tcpBacklog: kernelBacklog });
-  } catch (error) {
-    throw fromRuntimeError(error, { op: "bind", host: hostname, port });
-  }
-  const server = makeServer(listener, handler, settings);
+  // Every argument is checked before the socket is made.
+  const listen = all.path === undefined
+    ? tcpListen(all)
+    : unixListen(all.path, all);
+  const checked = serverSettings(all);
+  const signal = checkSignal(all.signal);
+  checkFunction(all.onListen, "onListen");
+  const bound = listen(checked);
+  const settings = { ...checked, unlink: bound.unlink };
+  const server = makeServer(
+    bound.listener,
+    handler as Handler<SocketAddress>,
+    settings,
+  );
   if (signal) {
     const stop = () => server.shutdown();
     if (signal.aborted) stop();
@@ -814,17 +898,191 @@ export function serve(options: ServeOptions, handler: Handler): Server {
     server.finished.finally(() => signal.removeEventListener("abort", stop));
   }
   try {
-    options.onListen?.(server.addr);
+    all.onListen?.(server.addr);
   } catch (error) {
     // The caller gets no server to stop: stop it here.
     server.shutdown();
     throw error;
   }
-  return server;
+  return server as Server | Server<UnixAddress>;
+}
+
+interface Bound {
+  listener: Listener;
+  unlink?: () => void;
+}
+
+/**
+ * Checks the TCP address; the function returned binds it, with TLS when
+ * the settings have it.
+ */
+function tcpListen(
+  options: ServeOptions<SocketAddress>,
+): (settings: ServerSettings) => Bound {
+  const hostname = bindAddress(options.hostname);
+  const port = options.port === undefined
+    ? 0
+    : validatePort(options.port, { allowZero: true });
+  const kernel = checkCount(options.kernelBacklog, "kernelBacklog", 1);
+  return ({ backlog, tls }) => {
+    const tcpBacklog = kernel ?? Math.max(backlog, systemKernelBacklog());
+    try {
+      const listener = tls
+        ? Deno.listenTls({
+          hostname,
+          port,
+          tcpBacklog,
+          cert: tls.cert,
+          key: tls.key,
+          alpnProtocols: tls.alpnProtocols,
+        })
+        : Deno.listen({ hostname, port, tcpBacklog });
+      return { listener };
+    } catch (error) {
+      throw fromRuntimeError(error, { op: "bind", host: hostname, port });
+    }
+  };
+}
+
+/**
+ * Checks a Unix socket's path; the function returned binds it, and its
+ * `unlink` removes the file at shutdown if it is still this server's
+ * (same inode), never a file someone made since.
+ */
+function unixListen(
+  value: unknown,
+  options: ServeOptions<SocketAddress>,
+): () => Bound {
+  const path = validatePath(value);
+  for (const name of ["hostname", "port", "kernelBacklog"] as const) {
+    if (options[name] !== undefined) {
+      throw new InvalidArgumentError({
+        reason: `invalid ${name} ${
+          describe(options[name])
+        }: a Unix socket's path replaces hostname, port and kernelBacklog`,
+      });
+    }
+  }
+  // Deno has no TLS listener on a Unix socket (listenTls is TCP only).
+  if (options.tls !== undefined) {
+    throw new InvalidArgumentError({
+      reason: "invalid tls: TLS is served over TCP only, not on a Unix " +
+        "socket's path",
+    });
+  }
+  return () => bindUnix(path);
+}
+
+function bindUnix(path: string): Bound {
+  const where = { op: "bind" as const, host: path };
+  let listener: Deno.UnixListener;
+  try {
+    listener = Deno.listen({ transport: "unix", path });
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) {
+      throw new AddressInUseError({
+        ...where,
+        code: "EADDRINUSE",
+        reason: "Address already in use (a file is there: a live " +
+          "server's, or one a crashed server left: removeStaleSocket())",
+        cause: error,
+      });
+    }
+    throw fromUnixError(error, where);
+  }
+  const inode = inodeOf(path);
+  const unlink = () => {
+    try {
+      if (inode !== null && inodeOf(path) === inode) Deno.removeSync(path);
+    } catch {
+      // Gone already (Deno removes it on close), or not ours to remove.
+    }
+  };
+  return { listener, unlink };
+}
+
+function inodeOf(path: string): number | null {
+  try {
+    return Deno.lstatSync(path).ino;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Makes way for a new server on a Unix socket path, as a server that
+ * crashed left it: when the path is a socket file that nobody listens on
+ * (a connect is refused), the file is removed. A file that is not a
+ * socket is never removed, and a socket a server answers on is left to it;
+ * both fail with `EADDRINUSE`, as binding would. Nothing at the path is
+ * fine. A live server sees one connection open and close.
+ *
+ * Between this check and the bind another server could take the path:
+ * the bind then fails with `EADDRINUSE`, which is what should happen.
+ *
+ * @example Take over a socket file left by a crashed server
+ * ```ts
+ * import { removeStaleSocket, serve } from "@socket-programming/socket";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const path = `${dir}/app.sock`;
+ * await removeStaleSocket(path); // false: nothing was there
+ * await using server = serve({ path }, (conn) => conn.sendAll("hi"));
+ * console.log(server.addr.path === path); // true
+ * await server.shutdown();
+ * await Deno.remove(dir);
+ * ```
+ *
+ * @param path The socket file's path.
+ * @returns Whether a stale socket file was removed.
+ * @throws {AddressInUseError} when a server answers at the path, or the
+ *   file there is not a socket.
+ * @throws {PermissionDeniedError} for a missing permission, naming the
+ *   flags.
+ * @throws {InvalidArgumentError} for a bad path.
+ */
+export async function removeStaleSocket(path: string): Promise<boolean> {
+  validatePath(path);
+  const where = { op: "bind" as const, host: path };
+  const inUse = (reason: string, cause?: unknown) =>
+    new AddressInUseError({ ...where, code: "EADDRINUSE", reason, cause });
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw fromUnixError(error, where);
+  }
+  if (!info.isSocket) {
+    throw inUse("Address already in use (the file there is not a socket)");
+  }
+  let conn: Deno.UnixConn;
+  try {
+    conn = await Deno.connect({ transport: "unix", path });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    if (!(error instanceof Deno.errors.ConnectionRefused)) {
+      if (error instanceof Deno.errors.NotCapable) {
+        throw fromUnixError(error, where);
+      }
+      // Anything else (a full backlog): someone is there.
+      throw inUse("Address already in use (a server is there)", error);
+    }
+    await Deno.remove(path).catch((error) => {
+      if (!(error instanceof Deno.errors.NotFound)) {
+        throw fromUnixError(error, where);
+      }
+    });
+    return true;
+  }
+  conn.close();
+  throw inUse("Address already in use (a server answers there)");
 }
 
 /** Checks what the server reads per connection, once. */
-function serverSettings(options: ServeOptions): ServerSettings {
+function serverSettings(
+  options: ServeOptions<SocketAddress>,
+): ServerSettings {
   const callback = <T>(value: T, name: string): T => {
     checkFunction(value, name);
     return value;
@@ -847,8 +1105,13 @@ function serverSettings(options: ServeOptions): ServerSettings {
   };
 }
 
-/** A plain or a TLS listener: accepted connections are handled alike. */
-type Listener = Deno.TcpListener | Deno.TlsListener;
+/**
+ * A plain, a TLS or a Unix listener: accepted connections are handled
+ * alike.
+ */
+type Listener = Deno.TcpListener | Deno.TlsListener | Deno.UnixListener;
+/** What a {@linkcode Listener} accepts. */
+type Accepted = Deno.TcpConn | Deno.TlsConn | Deno.UnixConn;
 
 let systemBacklog: number | undefined;
 

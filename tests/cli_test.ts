@@ -719,7 +719,7 @@ Deno.test("cli telnet: the tutorial's trace, then both ways", async (t) => {
   });
   const noScript = missing("script", "cli telnet: Ctrl-] on a terminal");
   await t.step({
-    name: "on a terminal, Ctrl-] then Enter half-closes",
+    name: "on a terminal, Ctrl-], Enter, then an empty line half-closes",
     ignore: noScript,
     fn: async () => {
       const received = Promise.withResolvers<string>();
@@ -741,7 +741,10 @@ Deno.test("cli telnet: the tutorial's trace, then both ways", async (t) => {
         "/dev/null",
       ], { stdin: true });
       await proc.waitForLine(/^Escape character is '\^]'\.\r?$/);
+      // Ctrl-] then Enter shows telnet's prompt; an empty line half-closes.
       await proc.write("hello\n\x1d\n");
+      await proc.waitForLine(/telnet> $/);
+      await proc.write("\n");
       const exit = await proc.exit();
       assert.equal(exit.code, 0, proc.report());
       assert.equal(
@@ -813,7 +816,7 @@ Deno.test("cli: bad input is one line, exit 2, and nothing on the wire", async (
     ["client", "--hostname", "bad host", "--port", port],
     ["client", "--port", port, "--bufsize", "0"],
     ["telnet"],
-    ["telnet", "127.0.0.1"],
+    // (telnet HOST alone is telnet's port 23 now: tests/cli_habits_test.ts)
     ["telnet", "127.0.0.1", "0"],
     ["telnet", "127.0.0.1", "65536"],
     ["telnet", "bad host", port],

@@ -21,6 +21,7 @@ import {
   ConnectionResetError,
   InvalidArgumentError,
   MessageTooLargeError,
+  NotFoundError,
   PermissionDeniedError,
   ResolveError,
   SocketClosedError,
@@ -226,6 +227,7 @@ Deno.test("errorFor(): each code has one class, and class and code agree", () =>
     ENOTFOUND: ResolveError,
     ESERVFAIL: ResolveError,
     ECONNREFUSED: ConnectionRefusedError,
+    ENOENT: NotFoundError,
     ETIMEDOUT: TimeoutError,
     EHOSTUNREACH: UnreachableError,
     ENETUNREACH: UnreachableError,
@@ -453,8 +455,21 @@ try {
   },
 });
 
+Deno.test("fromRuntimeError(): NotFound is ENOENT (a Unix socket path with no file)", () => {
+  const raw = new Deno.errors.NotFound(
+    "No such file or directory (os error 2)",
+  );
+  const error = fromRuntimeError(raw, { op: "connect", host: "/tmp/x.sock" });
+  assert.ok(error instanceof NotFoundError);
+  assert.equal(
+    error.message,
+    "connect to /tmp/x.sock: No such file or directory",
+  );
+  assert.equal(error.cause, raw);
+});
+
 Deno.test("fromRuntimeError(): anything else is EIO with the original text", () => {
-  const raw = new Deno.errors.NotFound("something odd");
+  const raw = new Deno.errors.InvalidData("something odd");
   const error = fromRuntimeError(raw, { ...CONTEXT, op: "recv" });
   assert.equal(error.constructor, SocketError);
   assert.equal(error.code, "EIO");
