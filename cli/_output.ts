@@ -131,6 +131,10 @@ export class LineWriter {
     if (this.#pending.length === 0 && this.#dropped === 0) return;
     this.#writing = this.#writeAll().finally(() => {
       this.#writing = undefined;
+      // A line appended after the loop's last look but before this ran (a
+      // signal's callback can run between the two) would wait for the next
+      // line for ever: write it now.
+      this.#start();
     });
   }
 
