@@ -163,7 +163,7 @@ export function integerArg(
 }
 
 /** The longest timer the runtime keeps, in milliseconds. */
-const MAX_MS = 2 ** 31 - 1;
+export const MAX_MS = 2 ** 31 - 1;
 
 /** Milliseconds from the command line, checked before any output. */
 export function msArg(value: string, name: string): number {

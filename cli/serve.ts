@@ -21,6 +21,7 @@ import {
   type Command,
   hostArg,
   integerArg,
+  MAX_MS,
   msArg,
   type ParsedArgs,
   portArg,
@@ -156,7 +157,7 @@ async function settings(
     concurrency: integerArg(option("concurrency") ?? "1", "concurrency", 1),
     kernelBacklog: kernelText === undefined
       ? undefined
-      : integerArg(kernelText, "kernel-backlog", 1, 2 ** 31 - 1),
+      : integerArg(kernelText, "kernel-backlog", 1, MAX_MS),
     message: option("message") ?? "Thank you for connecting",
     refusal: unescapeArg(
       option("refusal-message") ?? DEFAULT_REFUSAL,
