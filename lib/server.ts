@@ -1131,7 +1131,7 @@ function systemKernelBacklog(): number {
     if (Deno.build.os === "linux" && state === "granted") {
       const value = Number(Deno.readTextFileSync(SOMAXCONN).trim());
       if (Number.isSafeInteger(value) && value > 0 && value < 2 ** 31) {
-        systemBacklog = Math.max(value, FALLBACK_KERNEL_BACKLOG);
+        systemBacklog = value;
       }
     }
   } catch {
