@@ -769,7 +769,6 @@ export class Server<A extends SocketAddress = NetAddress>
           `still running at the shutdown deadline (${timeout} ms)`,
         ),
       );
-      entry.conn.close();
     }
   }
 
