@@ -192,6 +192,26 @@ Deno.test({
 });
 
 Deno.test({
+  name: 'connect("[::1]", { tls }): the bare address is the server name',
+  ignore: noOpenssl,
+  async fn() {
+    // The certificate names localhost and 127.0.0.1, not ::1: the refusal
+    // shows which name was checked, and a bracketed one would be no name.
+    await using server = tlsServer({}, { hostname: "::1" });
+    const error = await within(
+      connect("[::1]", server.addr.port, { tls: { caCerts: [c().ca] } })
+        .then(() => undefined, (e: SocketError) => e),
+      WAIT,
+      "the refusal",
+    );
+    assert.ok(error instanceof CertificateError, String(error));
+    assert.equal(error.code, "ECERTNAME");
+    assert.equal(error.host, "::1");
+    assert.match(error.message, /^TLS handshake with ::1 port \d+: /);
+  },
+});
+
+Deno.test({
   name: "connect({ tls, timeout }): a server that never answers the handshake",
   ignore: noOpenssl,
   async fn() {
