@@ -43,7 +43,7 @@ import {
 } from "./_tls.ts";
 
 /** The help text of `connect`. */
-export const CONNECT_HELP =
+const CONNECT_HELP =
   `Usage: deno run -N cli.ts connect HOST [PORT] [options]
        deno run -R -W -N cli.ts connect --unix PATH [options]
 

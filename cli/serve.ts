@@ -41,7 +41,7 @@ import {
 import type { ServeTlsOptions } from "../lib/tls.ts";
 
 /** The help text of `serve`. */
-export const SERVE_HELP = `Usage: deno run -N cli.ts serve [options]
+const SERVE_HELP = `Usage: deno run -N cli.ts serve [options]
        deno run -R -W -N cli.ts serve --unix PATH [options]
 
 The tutorial's server: binds, listens, greets each connection and closes it.
@@ -101,7 +101,7 @@ Exit status: 0 stopped by a signal, 1 could not bind, 2 usage error.
 `;
 
 /** What a refused client is told by default. */
-export const DEFAULT_REFUSAL = "server busy, try again later\n";
+const DEFAULT_REFUSAL = "server busy, try again later\n";
 
 /** A greeting skipped by the second signal: failed, and not an error. */
 class Skipped extends Error {

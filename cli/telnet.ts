@@ -49,7 +49,7 @@ import {
 import type { HandshakeEvent } from "../lib/tls.ts";
 
 /** The help text of `telnet`. */
-export const TELNET_HELP =
+const TELNET_HELP =
   `Usage: deno run -N cli.ts telnet HOST [PORT] [options]
        deno run -R -W -N cli.ts telnet --unix PATH [options]
 
