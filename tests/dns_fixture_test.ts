@@ -32,6 +32,7 @@ import dgram from "node:dgram";
 import { type DnsServer, startDnsServer } from "./fixtures/dns_server.ts";
 import { boundedTest } from "./fixtures/bounded.ts";
 import { within } from "./fixtures/deadline.ts";
+import { readExactly } from "./fixtures/net.ts";
 
 /** One exchange on loopback: ms idle; 10 s is room for a loaded machine. */
 const NET_MS = 10_000;
@@ -96,17 +97,6 @@ async function udpExchange(
     clearTimeout(timer);
     await new Promise<void>((resolve) => socket.close(resolve));
   }
-}
-
-async function readExactly(conn: Deno.Conn, length: number) {
-  const out = new Uint8Array(length);
-  let filled = 0;
-  while (filled < length) {
-    const n = await conn.read(out.subarray(filled));
-    assert.notEqual(n, null, "connection closed early");
-    filled += n ?? 0;
-  }
-  return out;
 }
 
 /** One length-framed DNS message; a server that never sends one fails. */

@@ -12,6 +12,7 @@
 
 import assert from "node:assert/strict";
 import { within } from "./fixtures/deadline.ts";
+import { readExactly } from "./fixtures/net.ts";
 import dgram from "node:dgram";
 import { queryDns } from "../lib/_dns_client.ts";
 import { startDnsServer } from "./fixtures/dns_server.ts";
@@ -178,17 +179,6 @@ async function startFakeServer(
       return closing;
     },
   };
-}
-
-async function readExactly(conn: Deno.Conn, length: number) {
-  const out = new Uint8Array(length);
-  let filled = 0;
-  while (filled < length) {
-    const n = await conn.read(out.subarray(filled));
-    if (n === null) throw new Deno.errors.UnexpectedEof();
-    filled += n;
-  }
-  return out;
 }
 
 function frame(message: Uint8Array): Uint8Array {
