@@ -134,9 +134,7 @@ function header(reply: Uint8Array) {
 }
 
 async function waitForQueries(server: DnsServer, count: number) {
-  for (let i = 0; i < 200 && server.queries.length < count; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  await within(server.queried(count), NET_MS, `${count} queries`);
   assert.equal(server.queries.length, count);
 }
 
