@@ -49,8 +49,7 @@ import {
 import type { HandshakeEvent } from "../lib/tls.ts";
 
 /** The help text of `telnet`. */
-const TELNET_HELP =
-  `Usage: deno run -N cli.ts telnet HOST [PORT] [options]
+const TELNET_HELP = `Usage: deno run -N cli.ts telnet HOST [PORT] [options]
        deno run -R -W -N cli.ts telnet --unix PATH [options]
 
 Connects as "telnet HOST PORT" does (PORT 23 when not given, as telnet's),
