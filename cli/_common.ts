@@ -9,7 +9,8 @@
 import { parseArgs } from "node:util";
 import { describe } from "../lib/_describe.ts";
 import { parsePort, validateHost, validatePath } from "../lib/address.ts";
-import { InvalidArgumentError } from "../lib/errors.ts";
+import { InvalidArgumentError, type SocketError } from "../lib/errors.ts";
+import type { PipeResult } from "../lib/_pipe.ts";
 
 /** A bad command line: one line on stderr, exit 2. */
 export class UsageError extends Error {
@@ -163,7 +164,7 @@ export function integerArg(
 }
 
 /** The longest timer the runtime keeps, in milliseconds. */
-const MAX_MS = 2 ** 31 - 1;
+export const MAX_MS = 2 ** 31 - 1;
 
 /** Milliseconds from the command line, checked before any output. */
 export function msArg(value: string, name: string): number {
@@ -307,6 +308,43 @@ export class ControlEscaper {
 /** Prints one line on stderr. */
 export function printError(line: string): void {
   console.error(line);
+}
+
+/**
+ * The exit code of a command that pipes a connection to stdin and stdout
+ * (telnet, listen), with a line on stderr for each of stdin's and stdout's
+ * failures. Stdout's reader leaving (`| head`) is 0, quietly, as nc ends;
+ * a connection that ended as `isPeerEnd` says a peer may end it (a reset:
+ * nc exits 0 then) is 0 too, unless stdin failed.
+ *
+ * @param onEnd Called with how the connection ended (`undefined`: closed)
+ *   when stdout took everything, for the command's own last line.
+ */
+export function pipeExitCode(
+  result: Omit<PipeResult, "sent" | "received">,
+  isPeerEnd: (error: SocketError) => boolean,
+  onEnd?: (error: SocketError | undefined) => void,
+): number {
+  if (result.stdoutClosed) return 0;
+  if (result.stdinError) {
+    printError(`read from stdin: ${result.stdinError.message}`);
+  }
+  if (result.stdoutError) {
+    printError(`write to stdout: ${result.stdoutError.message}`);
+    return 1;
+  }
+  const error = result.connectionError;
+  onEnd?.(error);
+  if (error === undefined) return result.stdinError ? 1 : 0;
+  return isPeerEnd(error) && !result.stdinError ? 0 : 1;
+}
+
+/** `-q` / `-v`: whether to print the trace (the default); both is usage. */
+export function traceOption(values: ParsedArgs["values"]): boolean {
+  if (values.quiet && values.verbose) {
+    throw new UsageError("-q and -v exclude each other: give one");
+  }
+  return values.quiet !== true;
 }
 
 /** One JSON object on one line of stdout. */

@@ -30,7 +30,7 @@ import {
 } from "./_tls.ts";
 
 /** The help text of `client`. */
-export const CLIENT_HELP = `Usage: deno run -N cli.ts client [options]
+const CLIENT_HELP = `Usage: deno run -N cli.ts client [options]
        deno run -R -W -N cli.ts client --unix PATH [options]
 
 The tutorial's client: connects, receives once (at most --bufsize bytes),

@@ -43,8 +43,7 @@ import {
 } from "./_tls.ts";
 
 /** The help text of `connect`. */
-export const CONNECT_HELP =
-  `Usage: deno run -N cli.ts connect HOST [PORT] [options]
+const CONNECT_HELP = `Usage: deno run -N cli.ts connect HOST [PORT] [options]
        deno run -R -W -N cli.ts connect --unix PATH [options]
 
 Connects to HOST on PORT (default 80, the HTTP port, as in the tutorial) and

@@ -22,17 +22,20 @@ import {
   integerArg,
   msArg,
   type ParsedArgs,
+  pipeExitCode,
   portArg,
   printError,
   printJson,
   stringOption,
+  timeoutArg,
+  traceOption,
   UsageError,
 } from "./_common.ts";
 import { SERVER_TLS_HELP, SERVER_TLS_OPTIONS, serverTlsFlags } from "./_tls.ts";
 import type { ServeTlsOptions } from "../lib/tls.ts";
 
 /** The help text of `listen`. */
-export const LISTEN_HELP =
+const LISTEN_HELP =
   `Usage: deno run -N cli.ts listen [PORT | --port P] [options]
 
 Waits for a connection, as "nc -l" does, then copies the client's bytes to
@@ -71,7 +74,8 @@ Options:
   --recv-only         never send: stdin is not read, no client is
                       half-closed
   --idle-timeout MS   close a client when one read or write of its
-                      connection waits MS with no progress (ncat -i)
+                      connection waits MS with no progress (ncat -i;
+                      0, the default, means never)
   --queue-bytes N     with --keep-open: bytes that may wait for one client
                       (default 4194304); past that the sender waits for it,
                       and a client still that far behind after 1 s is
@@ -81,8 +85,9 @@ Options:
                       bytes: "listening", "connected", "data" (with the
                       exact bytes in "base64" next to "text"), "closed",
                       "refused", "denied", "failed", "dropped", "stopped"
-  -v, --verbose       the trace on stderr (the default)
-  -q, --quiet         no trace: only errors and dropped clients
+  -v, --verbose       the trace on stderr (the default; for nc's habit)
+  -q, --quiet         no trace: only errors and dropped clients (not
+                      with -v)
   --debug             print the stack of an error
   -h, --help          this help
 
@@ -196,14 +201,14 @@ async function settings(
     deny: ranges(values.deny),
     sendOnly: values["send-only"] === true,
     recvOnly: values["recv-only"] === true,
-    idleTimeout: idleText === undefined || msArg(idleText, "idle-timeout") === 0
+    idleTimeout: idleText === undefined
       ? undefined
-      : Number(idleText),
+      : timeoutArg(idleText, "idle-timeout"),
     queueBytes: queueText === undefined
       ? undefined
       : integerArg(queueText, "queue-bytes", 1),
     json: values.json === true,
-    trace: values.quiet !== true && values.json !== true,
+    trace: traceOption(values) && values.json !== true,
     tls,
   };
 }
@@ -247,22 +252,8 @@ async function run(s: Settings): Promise<number> {
   if (s.keepOpen) stopped(result, s);
   // cli.ts exits with the code returned, ending a read of stdin still
   // pending (in a worker, only an exit ends it).
-  return outcome(result);
-}
-
-/** The exit code, and a last line on what failed. */
-function outcome(result: ListenResult): number {
-  if (result.stdoutClosed) return 0;
-  if (result.stdinError) {
-    printError(`read from stdin: ${result.stdinError.message}`);
-  }
-  if (result.stdoutError) {
-    printError(`write to stdout: ${result.stdoutError.message}`);
-    return 1;
-  }
-  const error = result.connectionError;
-  if (error === undefined) return result.stdinError ? 1 : 0;
-  return isPeerEnd(error) && !result.stdinError ? 0 : 1;
+  // The connection's end was said by its "closed" event already.
+  return pipeExitCode(result, isPeerEnd);
 }
 
 /**

@@ -4,10 +4,11 @@
  * @module
  */
 
-import type { Family } from "../lib/address.ts";
 import { resolve } from "../lib/resolve.ts";
 import {
   type Command,
+  FAMILY_OPTIONS,
+  familyOption,
   hostArg,
   nameServerArg,
   NEVER_MS,
@@ -16,11 +17,10 @@ import {
   required,
   stringOption,
   timeoutArg,
-  UsageError,
 } from "./_common.ts";
 
 /** The help text of `resolve`. */
-export const RESOLVE_HELP = `Usage: deno run -N cli.ts resolve HOST [options]
+const RESOLVE_HELP = `Usage: deno run -N cli.ts resolve HOST [options]
 
 Prints the IP addresses of HOST, one per line, IPv6 first (the order a
 connect tries them). IP literals print as they are; localhost is ::1 and
@@ -45,8 +45,7 @@ Exit status: 0 resolved, 1 the host does not resolve, 2 usage error.
 export const resolveCommand: Command = {
   help: RESOLVE_HELP,
   options: {
-    "4": { type: "boolean", short: "4" },
-    "6": { type: "boolean", short: "6" },
+    ...FAMILY_OPTIONS,
     nameserver: { type: "string" },
     timeout: { type: "string" },
     json: { type: "boolean" },
@@ -60,14 +59,7 @@ async function runResolve(
   { values, positionals }: ParsedArgs,
 ): Promise<number> {
   const host = hostArg(required(positionals[0], "HOST"));
-  if (values["4"] && values["6"]) {
-    throw new UsageError("-4 and -6 exclude each other");
-  }
-  const family: Family | undefined = values["4"]
-    ? 4
-    : values["6"]
-    ? 6
-    : undefined;
+  const family = familyOption(values);
   const server = stringOption(values, "nameserver");
   const timeout = stringOption(values, "timeout");
   const addresses = await resolve(host, {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type Family, formatAddress } from "../lib/address.ts";
+import { formatAddress } from "../lib/address.ts";
 import {
   DEFAULT_SCAN_CONCURRENCY,
   DEFAULT_SCAN_TIMEOUT,
@@ -14,18 +14,21 @@ import {
 } from "../lib/scan.ts";
 import {
   type Command,
+  FAMILY_OPTIONS,
+  familyOption,
   hostArg,
   integerArg,
+  NEVER_MS,
   type ParsedArgs,
   printError,
   printJson,
   required,
   stringOption,
-  UsageError,
+  timeoutArg,
 } from "./_common.ts";
 
 /** The help text of `scan`. */
-export const SCAN_HELP = `Usage: deno run -N cli.ts scan HOST PORTS [options]
+const SCAN_HELP = `Usage: deno run -N cli.ts scan HOST PORTS [options]
 
 Tries a TCP connect to each port of PORTS on HOST, many at once, and prints
 the open ones in ascending order, one per line ("127.0.0.1:22 open"), as
@@ -37,8 +40,9 @@ PORTS: ports and ranges, comma-separated, such as 22 or 20-25,80,8000-8100
 (each 1–65535, ranges ascending, repeats merged).
 
 Options:
-  --timeout MS       wait at most MS ms for each port (default ${DEFAULT_SCAN_TIMEOUT});
-                     a port with no answer is "timeout" (nmap's "filtered")
+  --timeout MS       wait at most MS ms for each port (default ${DEFAULT_SCAN_TIMEOUT};
+                     0 means never, as on every command); a port with no
+                     answer is "timeout" (nmap's "filtered")
   --concurrency N    at most N connects at once (default ${DEFAULT_SCAN_CONCURRENCY}; lowered by
                      itself if the process runs out of open files)
   --all              print every port: closed and timed-out ones too, with
@@ -54,15 +58,11 @@ Exit status: 0 at least one port is open, 1 none is (as "nc -z"), or the
 host does not resolve, 2 usage error.
 `;
 
-/** The longest timer the runtime keeps, in milliseconds. */
-const MAX_MS = 2 ** 31 - 1;
-
 /** The `scan` command. */
 export const scanCommand: Command = {
   help: SCAN_HELP,
   options: {
-    "4": { type: "boolean", short: "4" },
-    "6": { type: "boolean", short: "6" },
+    ...FAMILY_OPTIONS,
     timeout: { type: "string" },
     concurrency: { type: "string" },
     all: { type: "boolean" },
@@ -83,10 +83,12 @@ async function runScan({ values, positionals }: ParsedArgs): Promise<number> {
 
   const counts = { open: 0, closed: 0, timeout: 0, error: 0 };
   const results = await scan(host, ports, {
-    family: familyArg(values),
+    family: familyOption(values),
+    // 0 is "never", as on every command: the longest timer still lets a
+    // scan end, on the ports that never answer.
     timeout: timeoutText === undefined
       ? undefined
-      : integerArg(timeoutText, "timeout", 1, MAX_MS),
+      : timeoutArg(timeoutText) ?? NEVER_MS,
     concurrency: concurrencyText === undefined
       ? undefined
       : integerArg(concurrencyText, "concurrency", 1, 65535),
@@ -99,15 +101,6 @@ async function runScan({ values, positionals }: ParsedArgs): Promise<number> {
   if (counts.open > 0) return 0;
   if (!json) printError(noneOpen(host, results.length, counts));
   return 1;
-}
-
-function familyArg(
-  values: ParsedArgs["values"],
-): Family | undefined {
-  if (values["4"] && values["6"]) {
-    throw new UsageError("-4 and -6 exclude each other");
-  }
-  return values["4"] ? 4 : values["6"] ? 6 : undefined;
 }
 
 function print(result: PortResult, json: boolean): void {

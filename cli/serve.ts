@@ -21,6 +21,7 @@ import {
   type Command,
   hostArg,
   integerArg,
+  MAX_MS,
   msArg,
   type ParsedArgs,
   portArg,
@@ -40,7 +41,7 @@ import {
 import type { ServeTlsOptions } from "../lib/tls.ts";
 
 /** The help text of `serve`. */
-export const SERVE_HELP = `Usage: deno run -N cli.ts serve [options]
+const SERVE_HELP = `Usage: deno run -N cli.ts serve [options]
        deno run -R -W -N cli.ts serve --unix PATH [options]
 
 The tutorial's server: binds, listens, greets each connection and closes it.
@@ -100,7 +101,7 @@ Exit status: 0 stopped by a signal, 1 could not bind, 2 usage error.
 `;
 
 /** What a refused client is told by default. */
-export const DEFAULT_REFUSAL = "server busy, try again later\n";
+const DEFAULT_REFUSAL = "server busy, try again later\n";
 
 /** A greeting skipped by the second signal: failed, and not an error. */
 class Skipped extends Error {
@@ -156,7 +157,7 @@ async function settings(
     concurrency: integerArg(option("concurrency") ?? "1", "concurrency", 1),
     kernelBacklog: kernelText === undefined
       ? undefined
-      : integerArg(kernelText, "kernel-backlog", 1, 2 ** 31 - 1),
+      : integerArg(kernelText, "kernel-backlog", 1, MAX_MS),
     message: option("message") ?? "Thank you for connecting",
     refusal: unescapeArg(
       option("refusal-message") ?? DEFAULT_REFUSAL,

@@ -28,11 +28,13 @@ import {
   familyOption,
   hostArg,
   type ParsedArgs,
+  pipeExitCode,
   portArg,
   printError,
   required,
   stringOption,
   timeoutArg,
+  traceOption,
   UNIX_PERMISSIONS,
   unixOption,
   UsageError,
@@ -47,8 +49,7 @@ import {
 import type { HandshakeEvent } from "../lib/tls.ts";
 
 /** The help text of `telnet`. */
-export const TELNET_HELP =
-  `Usage: deno run -N cli.ts telnet HOST [PORT] [options]
+const TELNET_HELP = `Usage: deno run -N cli.ts telnet HOST [PORT] [options]
        deno run -R -W -N cli.ts telnet --unix PATH [options]
 
 Connects as "telnet HOST PORT" does (PORT 23 when not given, as telnet's),
@@ -123,9 +124,7 @@ async function runTelnet({ values, positionals }: ParsedArgs): Promise<number> {
       "--unix replaces HOST and PORT: give one or the other",
     );
   }
-  if (values.quiet && values.verbose) {
-    throw new UsageError("-q and -v exclude each other: give one");
-  }
+  const say = traceOption(values) ? printError : () => {};
   const host = path ?? hostArg(required(positionals[0], "HOST"));
   const port = positionals[1] === undefined ? 23 : portArg(positionals[1]);
   const family = familyOption(values);
@@ -133,7 +132,6 @@ async function runTelnet({ values, positionals }: ParsedArgs): Promise<number> {
   const timeout = timeoutText === undefined
     ? undefined
     : timeoutArg(timeoutText);
-  const say = values.quiet ? () => {} : printError;
 
   const tls = await clientTlsFlags(values);
   let conn: Connection<SocketAddress>;
@@ -227,23 +225,11 @@ function status(escape: EscapeContext, session: Session): string {
 
 /** The last lines and the exit code, from how the pipe ended. */
 function outcome(result: PipeResult, say: (line: string) => void): number {
-  // Stdout's reader has gone (as in "| head"): quietly, as nc ends.
-  if (result.stdoutClosed) return 0;
-  if (result.stdinError) {
-    printError(`read from stdin: ${result.stdinError.message}`);
-  }
-  if (result.stdoutError) {
-    printError(`write to stdout: ${result.stdoutError.message}`);
-    return 1;
-  }
-  const error = result.connectionError;
-  if (error === undefined) {
-    say("Connection closed by foreign host.");
-    return result.stdinError ? 1 : 0;
-  }
-  // Everything that arrived was printed; then one line on how it ended.
-  printError(error.message);
-  return isReset(error) && !result.stdinError ? 0 : 1;
+  return pipeExitCode(result, isReset, (error) => {
+    // Everything that arrived was printed; then one line on how it ended.
+    if (error === undefined) say("Connection closed by foreign host.");
+    else printError(error.message);
+  });
 }
 
 function traceHandshake(

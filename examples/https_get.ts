@@ -1,8 +1,10 @@
 /**
  * The tutorial's HTTP GET step over TLS: the same request with `sendAll`
  * and `recvAll`, on a connection whose server certificate and name are
- * checked before a byte is sent. HTTP/1.0 is offered by ALPN
- * ("http/1.1", which an HTTP/1.0 request is valid under).
+ * checked before a byte is sent. ALPN offers "http/1.1" (no ALPN name
+ * for 1.0 is widely served), so the request is HTTP/1.1 with
+ * `Connection: close`: the server still closes when done, and the answer
+ * is printed as it comes (a chunked body with its chunk sizes).
  *
  * ```sh
  * deno run -N examples/https_get.ts https://example.com/
@@ -79,10 +81,11 @@ async function get(
   const stop = () => conn.close();
   signal?.addEventListener("abort", stop);
   try {
-    // HTTP/1.0: one request per connection; lines end with \r\n and an
-    // empty line ends the request.
+    // HTTP/1.1, as ALPN agreed, with one request per connection
+    // (Connection: close); lines end with \r\n and an empty line ends the
+    // request.
     const request = [
-      `GET ${url.pathname}${url.search} HTTP/1.0`,
+      `GET ${url.pathname}${url.search} HTTP/1.1`,
       `Host: ${url.host}`,
       "Connection: close",
       "",

@@ -130,7 +130,7 @@ function masked(bytes: Uint8Array, prefix: number): Uint8Array {
 }
 
 /** Whether `address`'s bytes fall in `cidr`; families must agree. */
-export function contains(cidr: Cidr, address: Uint8Array): boolean {
+function contains(cidr: Cidr, address: Uint8Array): boolean {
   if (address.length !== cidr.bytes.length) return false;
   const full = cidr.prefix >> 3;
   for (let i = 0; i < full; i++) {

@@ -34,7 +34,7 @@ export interface PipeInput {
 
 /** Where the received bytes go: `Deno.stdout` or a stand-in. */
 export interface PipeOutput {
-  /** Writes some of `p`; returns how much. */
+  /** Writes some of `p` (which is reused once this settles); how much. */
   write(p: Uint8Array): Promise<number>;
 }
 

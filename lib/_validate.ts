@@ -10,7 +10,7 @@ import { describe } from "./_describe.ts";
 import { InvalidArgumentError } from "./errors.ts";
 
 /** The longest timer the runtime keeps: longer ones fire at once. */
-const MAX_DURATION = 2 ** 31 - 1;
+export const MAX_DURATION = 2 ** 31 - 1;
 
 /**
  * Checks an optional duration in milliseconds: a number from 0 to

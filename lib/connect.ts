@@ -211,11 +211,12 @@ export function connect(
 }
 
 async function connectTcp(
-  host: string,
+  given: string,
   port: number,
   options: ConnectOptions = {},
 ): Promise<Connection> {
-  validateHost(host);
+  // "[::1]" is ::1: the TLS server name and every message take the bare one.
+  const host = validateHost(given);
   validatePort(port);
   const settings = connectSettings(options);
   const { timeout } = settings;

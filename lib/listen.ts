@@ -13,7 +13,12 @@ import { describe } from "./_describe.ts";
 import { type AccessRules, isAllowed, parseCidr } from "./_cidr.ts";
 import type { Connection } from "./connection.ts";
 import { InvalidArgumentError, type SocketError } from "./errors.ts";
-import { pipe, type PipeResult } from "./_pipe.ts";
+import {
+  pipe,
+  type PipeInput,
+  type PipeOutput,
+  type PipeResult,
+} from "./_pipe.ts";
 import {
   type ConnectionInfo,
   type RefusalReason,
@@ -29,20 +34,20 @@ import {
   checkOptions,
   checkSignal,
 } from "./_validate.ts";
+import { stopOnAbort } from "./_deadline.ts";
 
-/** Where the bytes sent to clients come from: `Deno.stdin` or a stand-in. */
-export interface ListenInput {
-  /** Reads into `p`; `null` at end of input. */
-  read(p: Uint8Array): Promise<number | null>;
-  /** Whether it is a terminal. */
-  isTerminal(): boolean;
-}
+/**
+ * Where the bytes sent to clients come from: `Deno.stdin` or a stand-in,
+ * with `read(p)` (`null` at end of input) and `isTerminal()`; the same
+ * shape as what `connect`'s pipe reads.
+ */
+export type ListenInput = PipeInput;
 
-/** Where clients' bytes go: `Deno.stdout` or a stand-in. */
-export interface ListenOutput {
-  /** Writes some of `p` (which is reused once this settles); how much. */
-  write(p: Uint8Array): Promise<number>;
-}
+/**
+ * Where clients' bytes go: `Deno.stdout` or a stand-in, whose `write(p)`
+ * says how much of `p` it wrote; the same shape as the pipe's output.
+ */
+export type ListenOutput = PipeOutput;
 
 /** A client, as {@linkcode ListenEvent}s name it. */
 export interface ListenClient {
@@ -323,7 +328,6 @@ export class Listener implements AsyncDisposable {
  */
 export function listen(options: ListenOptions = {}): Listener {
   checkOptions(options);
-  options ??= {};
   const settings = check(options);
   const signal = checkSignal(options.signal);
   const hub = new Hub(settings);
@@ -352,12 +356,9 @@ export function listen(options: ListenOptions = {}): Listener {
   }, (conn, info) => hub.serve(conn, info));
   hub.attach(server);
   const listener = new Listener(server, hub);
-  if (signal) {
-    const stop = () => listener.shutdown();
-    if (signal.aborted) stop();
-    signal.addEventListener("abort", stop, { once: true });
-    server.finished.finally(() => signal.removeEventListener("abort", stop));
-  }
+  // Not serve()'s signal: the listener's shutdown also closes its clients,
+  // which the server's would wait for.
+  stopOnAbort(signal, () => listener.shutdown(), server.finished);
   return listener;
 }
 

@@ -21,6 +21,7 @@ import {
   checkFunction,
   checkOptions,
   checkSignal,
+  MAX_DURATION,
 } from "./_validate.ts";
 
 /**
@@ -88,7 +89,6 @@ export const DEFAULT_SCAN_TIMEOUT = 1000;
 export const DEFAULT_SCAN_CONCURRENCY = 256;
 
 const MAX_PORT = 65535;
-const MAX_DURATION = 2 ** 31 - 1;
 
 /**
  * Reads a list of ports as `nc` and `nmap` take it: ports and ranges,

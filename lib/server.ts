@@ -25,6 +25,7 @@ import {
   connectionSettings,
 } from "./connection.ts";
 import { fromRuntimeError, fromUnixError } from "./_error_mapping.ts";
+import { stopOnAbort } from "./_deadline.ts";
 import {
   secureServer,
   type ServerTlsSettings,
@@ -769,7 +770,6 @@ export class Server<A extends SocketAddress = NetAddress>
           `still running at the shutdown deadline (${timeout} ms)`,
         ),
       );
-      entry.conn.close();
     }
   }
 
@@ -891,17 +891,13 @@ export function serve(
     handler as Handler<SocketAddress>,
     settings,
   );
-  if (signal) {
-    const stop = () => server.shutdown();
-    if (signal.aborted) stop();
-    signal.addEventListener("abort", stop, { once: true });
-    server.finished.finally(() => signal.removeEventListener("abort", stop));
-  }
+  stopOnAbort(signal, () => server.shutdown(), server.finished);
   try {
     all.onListen?.(server.addr);
   } catch (error) {
-    // The caller gets no server to stop: stop it here.
-    server.shutdown();
+    // The caller gets no server to stop: stop it here. The caller gets
+    // onListen's error; nobody could await a failing shutdown's.
+    server.shutdown().catch(() => {});
     throw error;
   }
   return server as Server | Server<UnixAddress>;
@@ -1131,7 +1127,7 @@ function systemKernelBacklog(): number {
     if (Deno.build.os === "linux" && state === "granted") {
       const value = Number(Deno.readTextFileSync(SOMAXCONN).trim());
       if (Number.isSafeInteger(value) && value > 0 && value < 2 ** 31) {
-        systemBacklog = Math.max(value, FALLBACK_KERNEL_BACKLOG);
+        systemBacklog = value;
       }
     }
   } catch {

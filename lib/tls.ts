@@ -470,7 +470,7 @@ function where(target: HandshakeTarget, serverName: string, peer: Deno.Addr) {
   const address = (peer as Deno.NetAddr).hostname;
   return {
     op: "handshake" as const,
-    host: serverName === target.host ? target.host : serverName,
+    host: serverName,
     address,
     port: target.port,
   };

@@ -12,7 +12,7 @@ import {
   SocketClosedError,
   TimeoutError,
 } from "../lib/errors.ts";
-import { pattern, readBytes } from "./fixtures/net.ts";
+import { pattern, readBytes, readExactly } from "./fixtures/net.ts";
 import { boundedTest } from "./fixtures/bounded.ts";
 import { within } from "./fixtures/deadline.ts";
 
@@ -74,22 +74,6 @@ function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
     NET_MS,
     `the peer to take ${bytes.length} bytes`,
   );
-}
-
-/** Reads exactly `n` bytes from a raw connection. */
-function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
-  return within(readN(conn, n), NET_MS, `${n} bytes from the peer`);
-}
-
-async function readN(conn: Deno.Conn, n: number): Promise<Uint8Array> {
-  const out = new Uint8Array(n);
-  let got = 0;
-  while (got < n) {
-    const read = await conn.read(out.subarray(got));
-    if (read === null) throw new Error(`end of stream after ${got} of ${n}`);
-    got += read;
-  }
-  return out;
 }
 
 boundedTest(

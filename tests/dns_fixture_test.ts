@@ -32,6 +32,7 @@ import dgram from "node:dgram";
 import { type DnsServer, startDnsServer } from "./fixtures/dns_server.ts";
 import { boundedTest } from "./fixtures/bounded.ts";
 import { within } from "./fixtures/deadline.ts";
+import { readExactly } from "./fixtures/net.ts";
 
 /** One exchange on loopback: ms idle; 10 s is room for a loaded machine. */
 const NET_MS = 10_000;
@@ -98,17 +99,6 @@ async function udpExchange(
   }
 }
 
-async function readExactly(conn: Deno.Conn, length: number) {
-  const out = new Uint8Array(length);
-  let filled = 0;
-  while (filled < length) {
-    const n = await conn.read(out.subarray(filled));
-    assert.notEqual(n, null, "connection closed early");
-    filled += n ?? 0;
-  }
-  return out;
-}
-
 /** One length-framed DNS message; a server that never sends one fails. */
 function readFramed(conn: Deno.Conn): Promise<Uint8Array> {
   return within(
@@ -144,9 +134,7 @@ function header(reply: Uint8Array) {
 }
 
 async function waitForQueries(server: DnsServer, count: number) {
-  for (let i = 0; i < 200 && server.queries.length < count; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  await within(server.queried(count), NET_MS, `${count} queries`);
   assert.equal(server.queries.length, count);
 }
 

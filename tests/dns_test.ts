@@ -12,6 +12,7 @@
 
 import assert from "node:assert/strict";
 import { within } from "./fixtures/deadline.ts";
+import { readExactly } from "./fixtures/net.ts";
 import dgram from "node:dgram";
 import { queryDns } from "../lib/_dns_client.ts";
 import { startDnsServer } from "./fixtures/dns_server.ts";
@@ -178,17 +179,6 @@ async function startFakeServer(
       return closing;
     },
   };
-}
-
-async function readExactly(conn: Deno.Conn, length: number) {
-  const out = new Uint8Array(length);
-  let filled = 0;
-  while (filled < length) {
-    const n = await conn.read(out.subarray(filled));
-    if (n === null) throw new Deno.errors.UnexpectedEof();
-    filled += n;
-  }
-  return out;
 }
 
 function frame(message: Uint8Array): Uint8Array {
@@ -589,17 +579,13 @@ Deno.test("queryDns(): releases sockets and timers (subprocess exits)", async ()
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const hung = new Promise<"hung">((resolve) => {
-    timer = setTimeout(() => resolve("hung"), 10_000);
-  });
+  const output = child.output();
   try {
-    const outcome = await Promise.race([child.output(), hung]);
-    if (outcome === "hung") {
-      child.kill();
-      await child.output();
-      assert.fail("the subprocess did not exit: something kept it alive");
-    }
+    const outcome = await within(
+      output,
+      10_000,
+      "the subprocess to exit (something kept it alive?)",
+    );
     const stderr = new TextDecoder().decode(outcome.stderr);
     assert.equal(outcome.code, 0, stderr);
     assert.deepEqual(JSON.parse(new TextDecoder().decode(outcome.stdout)), [
@@ -610,6 +596,12 @@ Deno.test("queryDns(): releases sockets and timers (subprocess exits)", async ()
       "ERR_SOCKET_BAD_PORT",
     ]);
   } finally {
-    clearTimeout(timer);
+    // Hung: kill it, so that the failure leaves nothing running.
+    try {
+      child.kill();
+    } catch {
+      // It has exited already.
+    }
+    await output;
   }
 });

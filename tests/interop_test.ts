@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { sameBytes } from "./fixtures/net.ts";
 import {
   missing,
   type Proc,
@@ -105,13 +106,6 @@ function payload(seed: number): Uint8Array {
     bytes[i] = x >>> 24;
   }
   return bytes;
-}
-
-function sameBytes(actual: Uint8Array, expected: Uint8Array): void {
-  assert.equal(actual.length, expected.length, "length");
-  // deepEqual on 10 MiB prints a useless diff; compare and report the first.
-  const at = actual.findIndex((b, i) => b !== expected[i]);
-  assert.equal(at, -1, `first different byte at ${at}`);
 }
 
 const noPython = missing("python3", "interop: Python's tutorial scripts");

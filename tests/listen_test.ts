@@ -542,14 +542,17 @@ function listenWithFiles(input: string, output: string): Proc {
   ]);
 }
 
-/** `nc` with its stdin and stdout on files. */
+/**
+ * `nc` with its stdin and stdout on files, killed on dispose if it still
+ * runs (a deadline that fired must not leave it behind).
+ */
 function ncWithFiles(
   flags: string,
   port: number,
   input: string,
   output: string,
-): Promise<Deno.CommandStatus> {
-  return new Deno.Command("sh", {
+): { status: Promise<Deno.CommandStatus> } & AsyncDisposable {
+  const child = new Deno.Command("sh", {
     args: [
       "-c",
       `exec nc ${flags} 127.0.0.1 "$0" < "$1" > "$2"`,
@@ -559,7 +562,18 @@ function ncWithFiles(
     ],
     stdout: "null",
     stderr: "inherit",
-  }).output();
+  }).spawn();
+  return {
+    status: child.status,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // It has exited already.
+      }
+      await child.status;
+    },
+  };
 }
 
 const NC = "listen: 64 MiB both ways with nc, byte-exact";
@@ -580,11 +594,8 @@ Deno.test({
       await t.step("nc -N → listen > file", async () => {
         await using proc = listenWithFiles("/dev/null", `${dir}/received`);
         const port = await portOf(proc);
-        const nc = await within(
-          ncWithFiles("-N", port, file, "/dev/null"),
-          BIG_MS,
-          "nc to send",
-        );
+        await using spawned = ncWithFiles("-N", port, file, "/dev/null");
+        const nc = await within(spawned.status, BIG_MS, "nc to send");
         assert.equal(nc.code, 0);
         const exit = await proc.exit(BIG_MS);
         assert.equal(exit.code, 0, proc.report());
@@ -594,11 +605,13 @@ Deno.test({
       await t.step("listen < file → nc -d", async () => {
         await using proc = listenWithFiles(file, "/dev/null");
         const port = await portOf(proc);
-        const nc = await within(
-          ncWithFiles("-d", port, "/dev/null", `${dir}/sent`),
-          BIG_MS,
-          "nc to receive",
+        await using spawned = ncWithFiles(
+          "-d",
+          port,
+          "/dev/null",
+          `${dir}/sent`,
         );
+        const nc = await within(spawned.status, BIG_MS, "nc to receive");
         assert.equal(nc.code, 0);
         const exit = await proc.exit(BIG_MS);
         assert.equal(exit.code, 0, proc.report());
@@ -842,6 +855,7 @@ Deno.test("listen: usage errors exit 2 with one line", async () => {
     const args of [
       ["--max-conns", "2"],
       ["--send-only", "--recv-only"],
+      ["-v", "-q"],
       ["--allow", "10.0.0.0/33"],
       ["--port", "70000"],
       ["9000", "--port", "9001"],

@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { within } from "./fixtures/deadline.ts";
-import { readBytes } from "./fixtures/net.ts";
+import { readBytes, readExactly, sameBytes } from "./fixtures/net.ts";
 import {
   CLI,
   DENO,
@@ -48,12 +48,6 @@ function randomBytes(n: number): Uint8Array {
   return bytes;
 }
 
-function sameBytes(actual: Uint8Array, expected: Uint8Array): void {
-  assert.equal(actual.length, expected.length, "length");
-  const at = actual.findIndex((b, i) => b !== expected[i]);
-  assert.equal(at, -1, `first difference at byte ${at}`);
-}
-
 /** One connection on a fresh listener, handled by `handler`. */
 function peer<T>(
   handler: (conn: Deno.TcpConn) => Promise<T>,
@@ -84,18 +78,6 @@ async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
   while (written < data.length) {
     written += await conn.write(data.subarray(written));
   }
-}
-
-/** Reads exactly `n` bytes. */
-async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
-  const out = new Uint8Array(n);
-  let got = 0;
-  while (got < n) {
-    const read = await conn.read(out.subarray(got));
-    if (read === null) throw new Error(`end of stream after ${got} of ${n}`);
-    got += read;
-  }
-  return out;
 }
 
 /**

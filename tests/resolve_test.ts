@@ -646,9 +646,7 @@ Deno.test("resolve(): a signal aborted while the server has the question: ECANCE
     signal: controller.signal,
   });
   // Abort once the server has the question, so the lookup is under way.
-  for (let i = 0; i < 2000 && dns.queries.length === 0; i++) {
-    await new Promise((r) => setTimeout(r, 1));
-  }
+  await within(dns.queried(1), 10_000, "the server to have the question");
   assert.equal(dns.queries.length, 1);
   controller.abort(reason);
   const error = await within(
@@ -675,15 +673,11 @@ Deno.test({
       signal: controller.signal,
     });
     controller.abort(new Error("stop"));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const hung = new Promise<"hung">((r) => {
-      timer = setTimeout(() => r("hung"), 2000);
-    });
-    const outcome = await Promise.race([
+    const outcome = await within(
       pending.then(() => "resolved", (e) => e),
-      hung,
-    ]);
-    clearTimeout(timer);
+      2000,
+      "the aborted lookup to settle",
+    );
     assert.ok(outcome instanceof CancelledError, `got ${outcome}`);
   },
 });

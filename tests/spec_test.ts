@@ -59,6 +59,7 @@ import {
   pattern,
   rawConnect,
   readText,
+  sameBytes,
   unheardAddress,
 } from "./fixtures/net.ts";
 import { rejectsWith } from "./fixtures/assertions.ts";
@@ -754,14 +755,6 @@ async function slowRead(
     if (++reads % 64 === 0) await new Promise((r) => setTimeout(r, 0));
   }
   return { bytes: out.subarray(0, offset), largest, total };
-}
-
-/** Compares many MiB, reporting the length or the first differing byte. */
-function sameBytes(actual: Uint8Array, expected: Uint8Array): void {
-  assert.equal(actual.length, expected.length, "how many bytes arrived");
-  // deepEqual on 24 MiB prints a useless diff: report the first difference.
-  const at = actual.findIndex((b, i) => b !== expected[i]);
-  assert.equal(at, -1, `first different byte at ${at}`);
 }
 
 Deno.test("C8: bind ties the server to an address and port, and a taken port fails with EADDRINUSE", async () => {

@@ -42,6 +42,14 @@ const noSocat = missing("socat", "socat OPENSSL: to and from");
 const decoder = new TextDecoder();
 
 const certs = noOpenssl ? undefined : await makeCerts();
+// Removed when the module ends, whatever ran or failed: no test that only
+// cleans up, and none that depends on running last.
+if (certs !== undefined) {
+  const { dir } = certs;
+  globalThis.addEventListener("unload", () => {
+    Deno.removeSync(dir, { recursive: true });
+  });
+}
 /** The certificates, in a test that runs only when they were made. */
 function c(): Certs {
   if (certs === undefined) throw new Error("no certificates: no openssl");
@@ -188,6 +196,26 @@ Deno.test({
         );
       });
     }
+  },
+});
+
+Deno.test({
+  name: 'connect("[::1]", { tls }): the bare address is the server name',
+  ignore: noOpenssl,
+  async fn() {
+    // The certificate names localhost and 127.0.0.1, not ::1: the refusal
+    // shows which name was checked, and a bracketed one would be no name.
+    await using server = tlsServer({}, { hostname: "::1" });
+    const error = await within(
+      connect("[::1]", server.addr.port, { tls: { caCerts: [c().ca] } })
+        .then(() => undefined, (e: SocketError) => e),
+      WAIT,
+      "the refusal",
+    );
+    assert.ok(error instanceof CertificateError, String(error));
+    assert.equal(error.code, "ECERTNAME");
+    assert.equal(error.host, "::1");
+    assert.match(error.message, /^TLS handshake with ::1 port \d+: /);
   },
 });
 
@@ -490,14 +518,5 @@ Deno.test({
         assert.equal(plain.closed, true);
       },
     );
-  },
-});
-
-Deno.test({
-  name: "tls_test.ts: remove the certificates",
-  ignore: noOpenssl,
-  async fn() {
-    await Deno.remove(c().dir, { recursive: true });
-    assert.ok(true);
   },
 });
