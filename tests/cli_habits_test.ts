@@ -17,6 +17,7 @@ import {
   runCli,
   startCli,
 } from "./fixtures/process.ts";
+import { within } from "./fixtures/deadline.ts";
 
 Deno.test("connect and telnet -4 / -6: only that family is tried", async () => {
   await using server = serve({ hostname: "127.0.0.1" }, (c) => c.sendAll("hi"));
@@ -135,10 +136,16 @@ Deno.test({
   ignore: missing("python3", "telnet escape on a pty"),
   fn: async () => {
     // An echo server: what we type comes back, so each step can wait on it.
-    await using server = serve({ hostname: "127.0.0.1" }, async (conn) => {
-      let chunk;
-      while ((chunk = await conn.recv()) !== null) await conn.sendAll(chunk);
-    });
+    // Its handler must end when telnet quits (recv() is null at the end of
+    // the stream); one that does not is cut at shutdownTimeout and counted
+    // as failed below, so the test fails instead of hanging in teardown.
+    await using server = serve(
+      { hostname: "127.0.0.1", shutdownTimeout: 2000 },
+      async (conn) => {
+        let chunk;
+        while ((chunk = await conn.recv()) !== null) await conn.sendAll(chunk);
+      },
+    );
     const port = String(server.addr.port);
     const steps = [
       { expect: "Escape character is '^]'." },
@@ -176,6 +183,11 @@ Deno.test({
       ),
     );
     assert.match(r.stdout, /EXIT 0\n$/);
+    // 2 s of shutdownTimeout, 5 s for it: a loaded machine ends a handler
+    // whose peer has gone in milliseconds.
+    await within(server.shutdown(), 5000, "the echo server's shutdown");
+    const { served, failed } = server.stats;
+    assert.deepEqual({ served, failed }, { served: 1, failed: 0 });
   },
 });
 

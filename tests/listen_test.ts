@@ -715,6 +715,12 @@ Deno.test({
     await proc.waitForStderr(/closed\.[^]*closed\./, PROMPT_MS);
     await proc.write("last words\n");
     await c.waitForLine(/^last words$/, PROMPT_MS);
+    // A broker relays to the others, never back to the sender: c heard
+    // every line but its own, in order (one queue per client).
+    assert.equal(
+      c.stdout,
+      "hello from a\nhello from b\nfrom the console\nlast words\n",
+    );
     // The console saw every client's line.
     assert.match(proc.stdout, /hello from a\nhello from b\nstill here\n/);
     proc.kill("SIGTERM");

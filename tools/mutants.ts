@@ -30,6 +30,7 @@ interface Mutant {
  * anything runs: re-anchor it, do not drop it.
  */
 const MUTANTS: Mutant[] = [
+  // lib/connection.ts: the read and write loops, the timers, the half-close.
   {
     id: "sendall-writes-once",
     what: "sendAll() writes once: a partial write is taken for a full one",
@@ -41,8 +42,8 @@ const MUTANTS: Mutant[] = [
     id: "eof-as-empty-read",
     what: "recv() reports end of stream as an empty read, not null",
     file: "lib/connection.ts",
-    search: "return n === null ? null : buffer.subarray(0, n);",
-    replace: "return n === null ? new Uint8Array(0) : buffer.subarray(0, n);",
+    search: "n === null ? null : buffer.subarray(0, n)",
+    replace: "n === null ? new Uint8Array(0) : buffer.subarray(0, n)",
   },
   {
     id: "recvall-limit-off-by-one",
@@ -66,29 +67,34 @@ const MUTANTS: Mutant[] = [
     search: "() => this.#conn.closeWrite()",
     replace: "() => Promise.resolve()",
   },
+  // lib/server.ts: admission, counting, closing, shutdown.
   {
     id: "backlog-off-by-one",
     what: "admission: backlog + 1 connections may wait",
     file: "lib/server.ts",
-    search: "} else if (!refuseAll && this.#waiting.length < this.#backlog) {",
-    replace:
-      "} else if (!refuseAll && this.#waiting.length <= this.#backlog) {",
+    search: "!refusal && this.#waiting.length < this.#backlog",
+    replace: "!refusal && this.#waiting.length <= this.#backlog",
   },
   {
     id: "concurrency-off-by-one",
     what: "admission: concurrency + 1 handlers run at once",
     file: "lib/server.ts",
-    search: "if (!refuseAll && this.#running.size < this.#concurrency) {",
-    replace: "if (!refuseAll && this.#running.size <= this.#concurrency) {",
+    search: "!refusal && this.#running.size < this.#concurrency",
+    replace: "!refusal && this.#running.size <= this.#concurrency",
+  },
+  {
+    id: "admit-ignored",
+    what: "the admit hook is asked, and its answer ignored: everyone is let in",
+    file: "lib/server.ts",
+    search: 'return admit(entry.info) ? undefined : "admit";',
+    replace: "return admit(entry.info) ? undefined : undefined;",
   },
   {
     id: "refused-left-open",
     what: "a refused connection (no refusal message) is left open",
     file: "lib/server.ts",
-    search:
-      "if (message === undefined || message.length === 0) {\n      conn.close();\n      return;",
-    replace:
-      "if (message === undefined || message.length === 0) {\n      return;",
+    search: "if (message === undefined) {\n      conn.close();\n      return;",
+    replace: "if (message === undefined) {\n      return;",
   },
   {
     id: "served-counted-twice",
@@ -108,7 +114,7 @@ const MUTANTS: Mutant[] = [
     id: "handler-conn-left-open",
     what: "the server does not close a connection once its handler is done",
     file: "lib/server.ts",
-    search: "    conn.close();\n    this.#running.delete(entry);",
+    search: "    entry.conn.close();\n    this.#running.delete(entry);",
     replace: "    this.#running.delete(entry);",
   },
   {
@@ -116,9 +122,18 @@ const MUTANTS: Mutant[] = [
     what: "shutdown never starts the connections still waiting",
     file: "lib/server.ts",
     search:
-      "    this.#startWaiting();\n    await this.#drain(this.#idle.promise);",
-    replace: "    await this.#drain(this.#idle.promise);",
+      "      this.#idle = Promise.withResolvers();\n      this.#startWaiting();",
+    replace: "      this.#idle = Promise.withResolvers();",
   },
+  {
+    id: "unix-live-socket-removed",
+    what: "removeStaleSocket() removes the socket even when a server answers",
+    file: "lib/server.ts",
+    search:
+      '  conn.close();\n  throw inUse("Address already in use (a server answers there)");',
+    replace: "  conn.close();\n  await Deno.remove(path);\n  return true;",
+  },
+  // Names and the connection race.
   {
     id: "eyeballs-order-flipped",
     what: "Happy Eyeballs: IPv4 is tried before IPv6",
@@ -131,43 +146,62 @@ const MUTANTS: Mutant[] = [
   {
     id: "refused-waits-for-delay",
     what: "a refused attempt waits for attemptDelay instead of going on",
-    file: "lib/connect.ts",
+    file: "lib/_happy_eyeballs.ts",
     search: "      if (next < addresses.length) start();\n",
-    replace: "      if (next < 0) start();\n",
-  },
-  {
-    id: "refused-mapped-to-timeout",
-    what: "a refusal is mapped to ETIMEDOUT",
-    file: "lib/errors.ts",
-    search:
-      'return new ConnectionRefusedError(say("Connection refused"), options);',
-    replace: 'return new TimeoutError(say("Connection refused"), options);',
-  },
-  {
-    id: "reset-mapped-to-epipe",
-    what: "a reset is mapped to EPIPE",
-    file: "lib/errors.ts",
-    search: '"ECONNRESET",\n      say("Connection reset by peer"),',
-    replace: '"EPIPE",\n      say("Connection reset by peer"),',
+    replace: "      if (next < addresses.length) void 0;\n",
   },
   {
     id: "nxdomain-as-servfail",
     what: "no such name is reported as a server failure",
     file: "lib/resolve.ts",
-    search:
-      'return new ResolveError("ENOTFOUND", host, "no such name", errors[0]);',
-    replace:
-      'return new ResolveError("ESERVFAIL", host, "no such name", errors[0]);',
+    search: 'return notFound(host, "no such name", errors[0]);',
+    replace: 'return serverFailed(host, "no such name", errors[0]);',
   },
   {
     id: "resolve-timeout-as-servfail",
     what: "a resolve that times out is reported as a server failure",
     file: "lib/resolve.ts",
     search:
-      '        "ETIMEDOUT",\n        host,\n        `no answer from DNS in',
+      '      new TimeoutError({\n        op: "resolve",\n        host,\n' +
+      "        reason: `no answer from DNS in",
     replace:
-      '        "ESERVFAIL",\n        host,\n        `no answer from DNS in',
+      '      new ResolveError({\n        code: "ESERVFAIL",\n        op: "resolve",\n' +
+      "        host,\n        reason: `no answer from DNS in",
   },
+  // Errors as data: the runtime's errors mapped by a table.
+  {
+    id: "refused-mapped-to-timeout",
+    what: "a refusal is mapped to ETIMEDOUT",
+    file: "lib/_error_mapping.ts",
+    search: '[Deno.errors.ConnectionRefused, "ECONNREFUSED",',
+    replace: '[Deno.errors.ConnectionRefused, "ETIMEDOUT",',
+  },
+  {
+    id: "reset-mapped-to-epipe",
+    what: "a reset is mapped to EPIPE",
+    file: "lib/_error_mapping.ts",
+    search: '[Deno.errors.ConnectionReset, "ECONNRESET",',
+    replace: '[Deno.errors.ConnectionReset, "EPIPE",',
+  },
+  {
+    id: "unknown-ca-as-invalid",
+    what: "a certificate from an unknown authority is mapped to ECERTINVALID",
+    file: "lib/_error_mapping.ts",
+    search:
+      'return ["EUNKNOWNCA", "certificate signed by an unknown authority"];',
+    replace:
+      'return ["ECERTINVALID", "certificate signed by an unknown authority"];',
+  },
+  // TLS.
+  {
+    id: "handshake-timeout-never-armed",
+    what: "the server's TLS handshake timeout is never armed",
+    file: "lib/tls.ts",
+    search: "  }, timeout);\n  try {\n    const info = await conn.handshake();",
+    replace:
+      "  }, 2 ** 31 - 1);\n  try {\n    const info = await conn.handshake();",
+  },
+  // Addresses.
   {
     id: "port-range-off-by-one",
     what: "port 65536 is accepted",
@@ -181,6 +215,44 @@ const MUTANTS: Mutant[] = [
     file: "lib/address.ts",
     search: "const low = options.allowZero ? 0 : 1;",
     replace: "const low = 0;",
+  },
+  // scan, listen, the pipe.
+  {
+    id: "scan-refused-as-open",
+    what: "scan reports a refused port as open",
+    file: "lib/scan.ts",
+    search: 'const REFUSED = {\n  state: "closed",',
+    replace: 'const REFUSED = {\n  state: "open",',
+  },
+  {
+    id: "broker-echoes-sender",
+    what: "listen's broker echoes a client's bytes back to that client",
+    file: "lib/listen.ts",
+    search: "[...this.#peers].filter((peer) => peer !== from),",
+    replace: "[...this.#peers],",
+  },
+  {
+    id: "broker-not-to-others",
+    what: "listen's broker sends a client's bytes to no other client",
+    file: "lib/listen.ts",
+    search: "[...this.#peers].filter((peer) => peer !== from),",
+    replace: "[...this.#peers].filter(() => false),",
+  },
+  {
+    id: "pipe-drops-last-chunk",
+    what: "the pipe half-closes before sending what stdin's last read left",
+    file: "lib/_pipe.ts",
+    search: "    if (bytes.length > 0) {\n      let n: number;",
+    replace:
+      "    if (bytes.length > 0 && producer !== Ring.DONE) {\n      let n: number;",
+  },
+  // The CLI.
+  {
+    id: "cli-timeout-zero-at-once",
+    what: "--timeout 0 means at once, not never",
+    file: "cli/_common.ts",
+    search: "return ms === 0 ? undefined : ms;",
+    replace: "return ms;",
   },
   {
     id: "cli-usage-exit-1",
@@ -200,8 +272,8 @@ const MUTANTS: Mutant[] = [
     id: "cli-first-sigint-ignored",
     what: "the CLI server ignores the first Ctrl-C",
     file: "cli/serve.ts",
-    search: "if (++signals === 1) stopped.resolve();",
-    replace: "if (++signals === 2) stopped.resolve();",
+    search: "if (++signals === 1) {",
+    replace: "if (++signals === 2) {",
   },
 ];
 
@@ -209,7 +281,7 @@ const MUTANTS: Mutant[] = [
 const SKIP = new Set([".git", ".coverage", "node_modules"]);
 const SKIP_PATHS = new Set(["bench/results"]);
 
-type Outcome = "killed" | "survived" | "hung";
+type Outcome = "killed" | "survived" | "hung" | "invalid";
 
 interface Result {
   mutant: Mutant;
@@ -275,6 +347,19 @@ async function runMutant(mutant: Mutant, timeout: number): Promise<Result> {
     const path = `${dir}/${mutant.file}`;
     const text = await Deno.readTextFile(path);
     await Deno.writeTextFile(path, text.replace(mutant.search, mutant.replace));
+    // A mutant that does not type-check would be "killed" by deno test's
+    // type check, not by a test: that proves nothing, so it is invalid.
+    const check = await new Deno.Command(Deno.execPath(), {
+      args: ["check", mutant.file],
+      cwd: dir,
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+    }).output();
+    if (!check.success) {
+      const seconds = (performance.now() - started) / 1000;
+      const errors = new TextDecoder().decode(check.stderr);
+      return { mutant, outcome: "invalid", seconds, detail: tail(errors) };
+    }
     // setsid: the suite leads its own process group, so that on the
     // deadline it dies with every server and client it started.
     const child = new Deno.Command("setsid", {
@@ -372,7 +457,8 @@ async function main(args: string[]): Promise<number> {
   const tally = (o: Outcome) => results.filter((r) => r.outcome === o).length;
   console.log(
     `\n${results.length} mutants: ${tally("killed")} killed, ` +
-      `${tally("survived")} survived, ${tally("hung")} hung`,
+      `${tally("survived")} survived, ${tally("hung")} hung, ` +
+      `${tally("invalid")} invalid`,
   );
   for (const r of results.filter((r) => r.outcome !== "killed")) {
     console.log(`  ${r.outcome}: ${r.mutant.id} — ${r.mutant.what}`);
