@@ -7,6 +7,7 @@
 
 import type { ClientTlsOptions, ServeTlsOptions } from "../lib/tls.ts";
 import {
+  msArg,
   type OptionSpec,
   type ParsedArgs,
   printError,
@@ -112,8 +113,11 @@ export async function clientTlsFlags(
 /** The server's TLS options from the flags, or `undefined` without `--tls`. */
 export async function serverTlsFlags(
   values: ParsedArgs["values"],
-  handshakeTimeout: number | undefined,
 ): Promise<ServeTlsOptions | undefined> {
+  const handshakeText = stringOption(values, "handshake-timeout");
+  const handshakeTimeout = handshakeText === undefined
+    ? undefined
+    : msArg(handshakeText, "handshake-timeout");
   const certFile = stringOption(values, "cert");
   const keyFile = stringOption(values, "key");
   const alpn = stringOption(values, "alpn");

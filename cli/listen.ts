@@ -20,7 +20,6 @@ import {
   type Command,
   hostArg,
   integerArg,
-  msArg,
   type ParsedArgs,
   pipeExitCode,
   portArg,
@@ -182,13 +181,7 @@ async function settings(
   }
   const idleText = option("idle-timeout");
   const queueText = option("queue-bytes");
-  const handshakeText = option("handshake-timeout");
-  const tls = await serverTlsFlags(
-    values,
-    handshakeText === undefined
-      ? undefined
-      : msArg(handshakeText, "handshake-timeout"),
-  );
+  const tls = await serverTlsFlags(values);
   return {
     hostname: hostnameText === "" ? "" : hostArg(hostnameText),
     port: portArg(portText, true),

@@ -142,13 +142,7 @@ async function settings(
   const hostnameText = option("hostname") ?? "";
   const kernelText = option("kernel-backlog");
   const busyText = option("busy");
-  const handshakeText = option("handshake-timeout");
-  const tls = await serverTlsFlags(
-    values,
-    handshakeText === undefined
-      ? undefined
-      : msArg(handshakeText, "handshake-timeout"),
-  );
+  const tls = await serverTlsFlags(values);
   return {
     path,
     hostname: hostnameText === "" ? "" : hostArg(hostnameText),
