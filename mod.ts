@@ -10,7 +10,7 @@
  * | `s.connect((host, port))`      | {@linkcode connect}                    |
  * | `s.sendall(data)`, `s.recv(n)` | {@linkcode Connection}                 |
  * | `bind`, `listen(5)`, `accept`  | {@linkcode serve}                      |
- * | `AF_UNIX` sockets (`nc -U`)    | `connect({ path })`, `serve({ path })`  |
+ * | `AF_UNIX` sockets (`nc -U`)    | `connect({ path })`, `serve({ path })`, `listen({ path })` |
  * | "is anything listening?"       | {@linkcode scan}, {@linkcode parsePorts} |
  * | `nc -l`, `ncat -k --broker`    | {@linkcode listen}                     |
  * | `socket.error`, `gaierror`     | {@linkcode SocketError}, {@linkcode ResolveError} |
@@ -122,4 +122,5 @@ export {
   type ListenOutput,
   type ListenResult,
   type ListenStats,
+  type UnixListenOptions,
 } from "./lib/listen.ts";

@@ -1,21 +1,27 @@
 /**
  * `listen`: the other end of `telnet`, as `nc -l`, `ncat -l -k` and
- * `ncat --broker`: clients' bytes on stdout, stdin to the clients, the
- * trace on stderr.
+ * `ncat --broker` (and `nc -lU` with `--unix`): clients' bytes on stdout,
+ * stdin to the clients, the trace on stderr.
  *
  * @module
  */
 
-import { formatAddress, type NetAddress } from "../lib/address.ts";
+import {
+  formatAddress,
+  isUnixAddress,
+  type SocketAddress,
+} from "../lib/address.ts";
 import { isReset } from "../lib/_pipe.ts";
 import type { SocketError } from "../lib/errors.ts";
 import {
   listen,
   type ListenClient,
+  type Listener,
   type ListenEvent,
   type ListenOutput,
   type ListenResult,
 } from "../lib/listen.ts";
+import { removeStaleSocket } from "../lib/server.ts";
 import {
   type Command,
   hostArg,
@@ -28,14 +34,22 @@ import {
   stringOption,
   timeoutArg,
   traceOption,
+  UNIX_PERMISSIONS,
+  unixOption,
   UsageError,
 } from "./_common.ts";
-import { SERVER_TLS_HELP, SERVER_TLS_OPTIONS, serverTlsFlags } from "./_tls.ts";
+import {
+  checkNoTlsOnUnix,
+  SERVER_TLS_HELP,
+  SERVER_TLS_OPTIONS,
+  serverTlsFlags,
+} from "./_tls.ts";
 import type { ServeTlsOptions } from "../lib/tls.ts";
 
 /** The help text of `listen`. */
 const LISTEN_HELP =
   `Usage: deno run -N cli.ts listen [PORT | --port P] [options]
+       deno run -R -W -N cli.ts listen --unix PATH [options]
 
 Waits for a connection, as "nc -l" does, then copies the client's bytes to
 stdout and stdin to the client, both at once and at full speed. End of
@@ -48,6 +62,20 @@ goes to stderr, so stdout carries only the client's bytes:
   cli.ts listen -k --broker -p 9000     a chat room (ncat HOST 9000 to join)
   deno run -N -R cli.ts listen --tls --cert srv.pem --key srv.key -p 9000 > file
                                         receive over TLS (ncat --ssl HOST 9000)
+  deno run -R -W -N cli.ts listen --unix /tmp/nc.sock > file
+                                        receive on a Unix socket
+                                        (nc -NU /tmp/nc.sock < file)
+
+With --unix PATH it listens on a Unix socket instead, as "nc -lU" does,
+printing "Listening on PATH" and "Connection on PATH (client #N)."
+(clients of a Unix socket have no address; N counts them). ${UNIX_PERMISSIONS}
+An existing file at PATH: if it is a socket and connecting to it is
+refused, a server that crashed left it, and it is removed (one line on
+stderr says so) before listening; if a server answers there, or the file
+is not a socket, the command fails with "Address already in use" and
+leaves the file alone. The socket file is removed when listen ends, and
+Ctrl-C (SIGINT) or SIGTERM ends it cleanly, with or without --keep-open.
+--allow, --deny and --tls need TCP: they cannot be used with --unix.
 
 Options:
   -p, --port P        the port to listen on; 0 (the default) for any free
@@ -55,6 +83,7 @@ Options:
   --hostname H        the address to bind (default "": every IPv4
                       interface, as nc -l; 127.0.0.1 for this machine only,
                       :: for IPv6 and IPv4)
+  --unix PATH         a Unix socket in place of --hostname and --port
   -k, --keep-open     serve many clients, at once and one after another,
                       until stopped (Ctrl-C): stdin goes to every client
                       connected when it is read (and waits for the first
@@ -103,11 +132,14 @@ one line of counters and exits 0.
 Exit status: 0 the client closed the connection (or reset it, as nc exits
 0 then), stdout's reader left, or stopped by a signal with --keep-open;
 1 could not listen, the connection timed out, or reading stdin or writing
-stdout failed; 2 usage error.
+stdout failed; 2 usage error; with --unix and without --keep-open, 130
+(SIGINT) or 143 (SIGTERM) when a signal stopped it, as for a killed nc.
 `;
 
 /** The settings of `listen`, from its command line. */
 interface Settings {
+  /** The Unix socket's path (--unix), in place of hostname and port. */
+  path: string | undefined;
   hostname: string;
   port: number;
   keepOpen: boolean;
@@ -124,9 +156,18 @@ interface Settings {
   tls: ServeTlsOptions | undefined;
 }
 
+/** A client with either kind of address. */
+type AnyClient = ListenClient<SocketAddress>;
+
 const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
   ? ["SIGINT"]
   : ["SIGINT", "SIGTERM"];
+
+/** A stop signal's number, for the exit status 128 + N of a killed program. */
+const SIGNAL_NUMBERS: Partial<Record<Deno.Signal, number>> = {
+  SIGINT: 2,
+  SIGTERM: 15,
+};
 
 /** The `listen` command. */
 export const listenCommand: Command = {
@@ -134,6 +175,7 @@ export const listenCommand: Command = {
   options: {
     hostname: { type: "string" },
     port: { type: "string", short: "p" },
+    unix: { type: "string" },
     "keep-open": { type: "boolean", short: "k" },
     broker: { type: "boolean" },
     "max-conns": { type: "string" },
@@ -164,6 +206,8 @@ async function settings(
   positionals: string[],
 ): Promise<Settings> {
   const option = (name: string) => stringOption(values, name);
+  const path = unixOption(values, ["hostname", "port"]);
+  if (path !== undefined) checkUnix(values, positionals, path);
   const hostnameText = option("hostname") ?? "";
   // "listen 9000", as "nc -l 9000".
   if (positionals[0] !== undefined && option("port") !== undefined) {
@@ -183,6 +227,7 @@ async function settings(
   const queueText = option("queue-bytes");
   const tls = await serverTlsFlags(values);
   return {
+    path,
     hostname: hostnameText === "" ? "" : hostArg(hostnameText),
     port: portArg(portText, true),
     keepOpen,
@@ -206,47 +251,97 @@ async function settings(
   };
 }
 
-async function run(s: Settings): Promise<number> {
-  const listener = listen({
-    hostname: s.hostname,
-    port: s.port,
-    keepOpen: s.keepOpen,
-    broker: s.broker,
-    maxConns: s.maxConns,
-    allow: s.allow,
-    deny: s.deny,
-    sendOnly: s.sendOnly,
-    recvOnly: s.recvOnly,
-    idleTimeout: s.idleTimeout,
-    queueBytes: s.queueBytes,
-    tls: s.tls,
-    stdout: s.json ? jsonOutput : Deno.stdout,
-    onEvent: (event) => report(event, s),
-  });
-  const { address, port, family } = listener.addr;
-  if (s.json) printJson({ event: "listening", address, port, family });
-  if (s.trace) printError(`Listening on ${formatAddress(listener.addr)}`);
+/**
+ * What needs TCP is refused with --unix: a PORT argument, the address
+ * rules (clients of a Unix socket have no address) and TLS.
+ */
+function checkUnix(
+  values: ParsedArgs["values"],
+  positionals: string[],
+  path: string,
+): void {
+  if (positionals[0] !== undefined) {
+    throw new UsageError("--unix replaces PORT: give one or the other");
+  }
+  checkNoTlsOnUnix(values, path);
+  for (const name of ["allow", "deny"]) {
+    if (values[name] !== undefined) {
+      throw new UsageError(
+        `--${name} matches IP addresses, which clients of a Unix socket ` +
+          "do not have: it cannot be used with --unix",
+      );
+    }
+  }
+}
 
-  // Only --keep-open runs until stopped; a signal then ends it cleanly.
-  const onSignal = () => listener.shutdown();
-  if (s.keepOpen) {
-    for (const name of STOP_SIGNALS) Deno.addSignalListener(name, onSignal);
+async function run(s: Settings): Promise<number> {
+  // As serve --unix: a file a crashed server left is removed, said once.
+  if (s.path !== undefined && await removeStaleSocket(s.path)) {
+    printError(`removed ${s.path}: a stale socket nobody listened on`);
+  }
+  const listener = start(s);
+  const addr: SocketAddress = listener.addr;
+  if (s.json) printJson({ event: "listening", ...addressJson(addr) });
+  if (s.trace) printError(`Listening on ${addressText(addr)}`);
+
+  // --keep-open runs until stopped; a signal then ends it cleanly. On a
+  // Unix socket a signal always does, so that the file is removed.
+  const stoppable = s.keepOpen || s.path !== undefined;
+  let caught: Deno.Signal | undefined;
+  const handlers = STOP_SIGNALS.map((name) => {
+    const onSignal = () => {
+      caught ??= name;
+      listener.shutdown();
+    };
+    return [name, onSignal] as const;
+  });
+  if (stoppable) {
+    for (const [name, onSignal] of handlers) {
+      Deno.addSignalListener(name, onSignal);
+    }
   }
   let result: ListenResult;
   try {
     result = await listener.finished;
   } finally {
-    if (s.keepOpen) {
-      for (const name of STOP_SIGNALS) {
+    if (stoppable) {
+      for (const [name, onSignal] of handlers) {
         Deno.removeSignalListener(name, onSignal);
       }
     }
   }
   if (s.keepOpen) stopped(result, s);
+  // Without --keep-open a signal cut the session short: say so in the
+  // status, as a killed nc's shell would see it.
+  else if (caught !== undefined) return 128 + (SIGNAL_NUMBERS[caught] ?? 0);
   // cli.ts exits with the code returned, ending a read of stdin still
   // pending (in a worker, only an exit ends it).
   // The connection's end was said by its "closed" event already.
   return pipeExitCode(result, isPeerEnd);
+}
+
+/** The listener the settings ask for: on a TCP port or a Unix socket. */
+function start(s: Settings): Listener<SocketAddress> {
+  const common = {
+    keepOpen: s.keepOpen,
+    broker: s.broker,
+    maxConns: s.maxConns,
+    sendOnly: s.sendOnly,
+    recvOnly: s.recvOnly,
+    idleTimeout: s.idleTimeout,
+    queueBytes: s.queueBytes,
+    stdout: s.json ? jsonOutput : Deno.stdout,
+    onEvent: (event: ListenEvent<SocketAddress>) => report(event, s),
+  };
+  if (s.path !== undefined) return listen({ ...common, path: s.path });
+  return listen({
+    ...common,
+    hostname: s.hostname,
+    port: s.port,
+    allow: s.allow,
+    deny: s.deny,
+    tls: s.tls,
+  });
 }
 
 /**
@@ -269,58 +364,83 @@ function stopped(result: ListenResult, s: Settings): void {
   }
 }
 
-function peer(client: ListenClient): Record<string, unknown> {
-  const { address, port, family } = client.remoteAddr;
+/** The listening address in a JSON event: the path, or address and port. */
+function addressJson(addr: SocketAddress): Record<string, unknown> {
+  if (isUnixAddress(addr)) return { path: addr.path };
+  const { address, port, family } = addr;
+  return { address, port, family };
+}
+
+/** "127.0.0.1:9000", or the Unix socket's path. */
+function addressText(addr: SocketAddress): string {
+  return isUnixAddress(addr) ? addr.path : formatAddress(addr);
+}
+
+/** A client's fields in a JSON event; on a Unix socket, the path. */
+function peer(client: AnyClient, s: Settings): Record<string, unknown> {
+  const { remoteAddr } = client;
+  if (isUnixAddress(remoteAddr)) return { id: client.id, path: s.path };
+  const { address, port, family } = remoteAddr;
   return { id: client.id, address, port, family };
 }
 
-function where(addr: NetAddress): string {
-  return formatAddress(addr);
+/**
+ * A client in a line: "127.0.0.1:5000", or on a Unix socket "PATH (client
+ * #N)" (clients there have no address; serve --unix names them so).
+ */
+function who(client: AnyClient, s: Settings): string {
+  return isUnixAddress(client.remoteAddr)
+    ? `${s.path} (client #${client.id})`
+    : formatAddress(client.remoteAddr);
 }
 
 /** Prints an event: JSON on stdout, or a line of trace on stderr. */
-function report(event: ListenEvent, s: Settings): void {
+function report(event: ListenEvent<SocketAddress>, s: Settings): void {
   if (s.json) {
     const { event: name, client, ...rest } = event;
     const error = "error" in rest ? rest.error : undefined;
     printJson({
       event: name,
-      ...peer(client),
+      ...peer(client, s),
       ...rest,
       ...(error ? { error: errorJson(error) } : {}),
     });
     return;
   }
-  const from = where(event.client.remoteAddr);
+  const name = who(event.client, s);
+  // "Connection from 127.0.0.1:5000", "Connection on PATH (client #1)".
+  const from = `${
+    isUnixAddress(event.client.remoteAddr) ? "on" : "from"
+  } ${name}`;
   switch (event.event) {
     case "connected":
-      if (s.trace) printError(`Connection from ${from}.`);
+      if (s.trace) printError(`Connection ${from}.`);
       return;
     case "refused":
       if (s.trace) {
         printError(
-          `Refused connection from ${from}: too many connections (max ${event.maxConns})`,
+          `Refused connection ${from}: too many connections (max ${event.maxConns})`,
         );
       }
       return;
     case "denied":
-      if (s.trace) printError(`Denied connection from ${from}: not allowed`);
+      if (s.trace) printError(`Denied connection ${from}: not allowed`);
       return;
     case "failed":
       // Always said, as serve says it: a client could not be served.
-      printError(`Failed connection from ${from}: ${event.error.message}`);
+      printError(`Failed connection ${from}: ${event.error.message}`);
       return;
     case "dropped":
       // Always said: the client lost bytes.
       printError(
-        `Dropped ${from}: ${event.queued} bytes behind for 1 s, past --queue-bytes`,
+        `Dropped ${name}: ${event.queued} bytes behind for 1 s, past --queue-bytes`,
       );
       return;
     case "closed":
       if (event.error && !isPeerEnd(event.error)) {
         printError(event.error.message);
       } else if (s.trace && s.keepOpen) {
-        printError(`Connection from ${from} closed.`);
+        printError(`Connection ${from} closed.`);
       }
       return;
   }
@@ -332,7 +452,7 @@ function errorJson(error: Error): Record<string, unknown> {
 }
 
 /** For --json: each client's bytes as "data" events. */
-function jsonOutput(client: ListenClient): ListenOutput {
+function jsonOutput(client: AnyClient): ListenOutput {
   const decoder = new TextDecoder();
   return {
     write(p: Uint8Array): Promise<number> {

@@ -2,13 +2,19 @@
  * `nc -l` as a function: wait for a client and pipe it to stdout and stdin
  * to it; with `keepOpen`, many clients, stdin to all of them (ncat `-k`);
  * with `broker`, every client's bytes to every other one as well (ncat
- * `--broker`). Built on {@linkcode serve} (admission, counters, shutdown)
- * and on the pipe behind `telnet`.
+ * `--broker`). On a TCP port or a Unix socket's path (`nc -lU`). Built on
+ * {@linkcode serve} (admission, counters, shutdown) and on the pipe behind
+ * `telnet`.
  *
  * @module
  */
 
-import type { NetAddress } from "./address.ts";
+import {
+  type NetAddress,
+  type SocketAddress,
+  type UnixAddress,
+  validatePath,
+} from "./address.ts";
 import { describe } from "./_describe.ts";
 import { type AccessRules, isAllowed, parseCidr } from "./_cidr.ts";
 import type { Connection } from "./connection.ts";
@@ -49,12 +55,18 @@ export type ListenInput = PipeInput;
  */
 export type ListenOutput = PipeOutput;
 
-/** A client, as {@linkcode ListenEvent}s name it. */
-export interface ListenClient {
+/**
+ * A client, as {@linkcode ListenEvent}s name it; `A` is the kind of
+ * address, {@linkcode UnixAddress} for {@linkcode UnixListenOptions}.
+ */
+export interface ListenClient<A extends SocketAddress = NetAddress> {
   /** Arrival order, from 1, shared with refused and denied clients. */
   id: number;
-  /** The client's address and port. */
-  remoteAddr: NetAddress;
+  /**
+   * The client's address and port; on a Unix socket path `""` (clients
+   * there have no name, as {@linkcode serve}'s: `id` tells them apart).
+   */
+  remoteAddr: A;
 }
 
 /**
@@ -66,22 +78,25 @@ export interface ListenClient {
  * `closed` (its pipe ended: bytes each way, and the connection's failure,
  * if any).
  */
-export type ListenEvent =
-  | { event: "connected"; client: ListenClient }
-  | { event: "refused"; client: ListenClient; maxConns: number }
-  | { event: "denied"; client: ListenClient }
-  | { event: "failed"; client: ListenClient; error: Error }
-  | { event: "dropped"; client: ListenClient; queued: number }
+export type ListenEvent<A extends SocketAddress = NetAddress> =
+  | { event: "connected"; client: ListenClient<A> }
+  | { event: "refused"; client: ListenClient<A>; maxConns: number }
+  | { event: "denied"; client: ListenClient<A> }
+  | { event: "failed"; client: ListenClient<A>; error: Error }
+  | { event: "dropped"; client: ListenClient<A>; queued: number }
   | {
     event: "closed";
-    client: ListenClient;
+    client: ListenClient<A>;
     sent: number;
     received: number;
     error?: SocketError;
   };
 
-/** Options of {@linkcode listen}. */
-export interface ListenOptions {
+/**
+ * Options of {@linkcode listen}; `A` is the kind of address the hooks see
+ * ({@linkcode UnixListenOptions} has the Unix socket's).
+ */
+export interface ListenOptions<A extends SocketAddress = NetAddress> {
   /**
    * The address to bind, as {@linkcode serve}'s: `""` for every IPv4
    * interface (as `nc -l`), `"127.0.0.1"` for this machine only, `"::"`
@@ -163,11 +178,31 @@ export interface ListenOptions {
    * output (to tag its bytes). With `keepOpen`, writes to it never
    * overlap. @default {Deno.stdout}
    */
-  stdout?: ListenOutput | ((client: ListenClient) => ListenOutput);
+  stdout?: ListenOutput | ((client: ListenClient<A>) => ListenOutput);
   /** Stops the listener, as {@linkcode Listener.shutdown}. */
   signal?: AbortSignal;
   /** Called with each {@linkcode ListenEvent}. */
-  onEvent?: (event: ListenEvent) => void;
+  onEvent?: (event: ListenEvent<A>) => void;
+}
+
+/**
+ * Options of {@linkcode listen} on a Unix socket (`nc -lU PATH`): `path`
+ * in place of `hostname` and `port`. No `allow`/`deny` (clients of a Unix
+ * socket have no address to match) and no `tls` (Deno has no TLS listener
+ * there); giving any of them with `path` is `EINVAL`.
+ */
+export interface UnixListenOptions extends
+  Omit<
+    ListenOptions<UnixAddress>,
+    "hostname" | "port" | "allow" | "deny" | "tls"
+  > {
+  /**
+   * The socket file to make. It must not exist (`EADDRINUSE` otherwise,
+   * as {@linkcode serve}'s): a file left by a server that crashed is
+   * removed first with {@linkcode removeStaleSocket}. It is removed when
+   * the listener ends.
+   */
+  path: string;
 }
 
 /** The counters of a {@linkcode Listener}. */
@@ -225,9 +260,13 @@ interface Settings {
   queueBytes: number;
   stallTimeout: number;
   stdin: ListenInput;
-  stdout: (client: ListenClient) => ListenOutput;
-  onEvent: (event: ListenEvent) => void;
+  stdout: (client: AnyClient) => ListenOutput;
+  onEvent: (event: ListenEvent<SocketAddress>) => void;
 }
+
+/** What the hub handles inside: a client with either kind of address. */
+type AnyClient = ListenClient<SocketAddress>;
+type AnyInfo = ConnectionInfo<SocketAddress>;
 
 /**
  * A listening `nc -l`, from {@linkcode listen}. Stop it with `shutdown()`,
@@ -242,19 +281,20 @@ interface Settings {
  * console.log(listener.addr.port > 0); // true
  * ```
  */
-export class Listener implements AsyncDisposable {
-  /** The address bound, with the port chosen. */
-  readonly addr: NetAddress;
+export class Listener<A extends SocketAddress = NetAddress>
+  implements AsyncDisposable {
+  /** The address bound, with the port chosen (or the socket's path). */
+  readonly addr: A;
   /** Resolves when the listener has stopped and every client is closed. */
   readonly finished: Promise<ListenResult>;
-  readonly #server: Server;
+  readonly #server: Server<SocketAddress>;
   readonly #hub: Hub;
 
   /** Use {@linkcode listen}. */
-  constructor(server: Server, hub: Hub) {
+  constructor(server: Server<SocketAddress>, hub: Hub) {
     this.#server = server;
     this.#hub = hub;
-    this.addr = server.addr;
+    this.addr = server.addr as A;
     this.finished = server.finished.then(() => hub.result());
   }
 
@@ -291,6 +331,56 @@ export class Listener implements AsyncDisposable {
   }
 }
 
+// The Unix overload comes first, as serve()'s: TypeScript types a hook's
+// parameter from the first overload it tries, and an object without
+// `path` fails that one before any hook is typed.
+/**
+ * Listens on a Unix socket (`nc -lU PATH`): `path` in place of `hostname`
+ * and `port`, everything else as over TCP (keepOpen, broker, maxConns,
+ * sendOnly/recvOnly, idleTimeout, the fast pipe). Clients have no address
+ * there: events name them by `id`, with `remoteAddr.path` `""`. Deno needs
+ * read, write and net permission for the path: `--allow-read=PATH
+ * --allow-write=PATH --allow-net=unix:PATH` (or `-R -W -N`).
+ *
+ * The path must not exist, as for `nc -lU`: an existing file fails with
+ * `EADDRINUSE`, whatever it is; `await removeStaleSocket(path)` first
+ * removes a file a crashed server left (and only such a file). The file
+ * is removed when the listener ends.
+ *
+ * @example A client sends a line over a Unix socket
+ * ```ts
+ * import { connect, listen } from "@socket-programming/socket";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const received: string[] = [];
+ * const stdout = {
+ *   write(p: Uint8Array) {
+ *     received.push(new TextDecoder().decode(p));
+ *     return Promise.resolve(p.length);
+ *   },
+ * };
+ * const stdin = { read: () => Promise.resolve(null), isTerminal: () => false };
+ * const listener = listen({ path: `${dir}/nc.sock`, stdin, stdout });
+ * const conn = await connect(listener.addr);
+ * await conn.sendAll("hello\n");
+ * await conn.closeWrite();
+ * await conn.recvAll(); // end of stream: stdin was empty
+ * conn.close();
+ * const result = await listener.finished; // the socket file is gone now
+ * console.log(received.join(""), result.received); // "hello\n" 6
+ * await Deno.remove(dir);
+ * ```
+ *
+ * @param options The path, modes, stdin and stdout.
+ * @returns The listener; its `finished` gives how it ended.
+ * @throws {AddressInUseError} when a file exists at the path.
+ * @throws {NotFoundError} when the path's directory does not exist.
+ * @throws {PermissionDeniedError} for a missing permission, naming the
+ *   flags.
+ * @throws {InvalidArgumentError} for a bad path or option, or `hostname`,
+ *   `port`, `allow`, `deny` or `tls` given with `path`.
+ */
+export function listen(options: UnixListenOptions): Listener<UnixAddress>;
 /**
  * Listens, as `nc -l` does: waits for a client, then copies its bytes to
  * stdout and stdin to it, both at once (at full speed with the process's
@@ -326,44 +416,85 @@ export class Listener implements AsyncDisposable {
  * @throws {AddressInUseError} when the port is taken (`EADDRINUSE`).
  * @throws {InvalidArgumentError} for a bad option, before any socket is made.
  */
-export function listen(options: ListenOptions = {}): Listener {
+export function listen(options?: ListenOptions): Listener;
+export function listen(
+  options: ListenOptions | UnixListenOptions = {},
+): Listener | Listener<UnixAddress> {
   checkOptions(options);
-  const settings = check(options);
-  const signal = checkSignal(options.signal);
+  // Inside, hooks see either kind of address.
+  const all = options as ListenOptions<SocketAddress> & { path?: unknown };
+  const path = all.path === undefined ? undefined : unixPath(all);
+  const settings = check(all);
+  const signal = checkSignal(all.signal);
   const hub = new Hub(settings);
-  const server = serve({
-    hostname: options.hostname,
-    port: options.port,
-    idleTimeout: options.idleTimeout,
-    tls: options.tls,
+  const common = {
+    idleTimeout: all.idleTimeout,
     // Past maxConns (one without keepOpen), refused at once: no client
     // ever waits unseen.
     concurrency: settings.keepOpen ? settings.maxConns : 1,
     backlog: 0,
-    // Outside allow/deny: refused before it takes a slot (or a handshake).
-    admit: settings.rules.allow.length + settings.rules.deny.length > 0
-      ? (info) => isAllowed(settings.rules, info.remoteAddr.address)
-      : undefined,
-    onRefused: (info, reason) => hub.refused(info, reason),
+    onRefused: (info: AnyInfo, reason: RefusalReason) =>
+      hub.refused(info, reason),
     // A handler never throws (the pipe reports through "closed"): what
     // fails here is a TLS handshake, before the client is piped.
-    onError: (error, info) =>
+    onError: (error: unknown, info: AnyInfo) =>
       settings.onEvent({
         event: "failed",
         client: clientOf(info),
         error: error instanceof Error ? error : new Error(String(error)),
       }),
-  }, (conn, info) => hub.serve(conn, info));
+  };
+  const handler = (conn: Connection<SocketAddress>, info: AnyInfo) =>
+    hub.serve(conn, info);
+  const server: Server<SocketAddress> = path === undefined
+    ? serve({
+      ...common,
+      hostname: all.hostname,
+      port: all.port,
+      tls: all.tls,
+      // Outside allow/deny: refused before it takes a slot (or a
+      // handshake).
+      admit: settings.rules.allow.length + settings.rules.deny.length > 0
+        ? (info) => isAllowed(settings.rules, info.remoteAddr.address)
+        : undefined,
+    }, handler)
+    : serve({ ...common, path }, handler);
   hub.attach(server);
-  const listener = new Listener(server, hub);
+  const listener = new Listener<SocketAddress>(server, hub);
   // Not serve()'s signal: the listener's shutdown also closes its clients,
   // which the server's would wait for.
   stopOnAbort(signal, () => listener.shutdown(), server.finished);
-  return listener;
+  return listener as Listener | Listener<UnixAddress>;
 }
 
-function check(options: ListenOptions): Settings {
-  const flag = (name: keyof ListenOptions) => {
+/**
+ * A Unix socket's path, checked, with what only TCP has refused: the
+ * address options, the access rules (a client there has no address to
+ * match) and TLS (Deno has no TLS listener on a Unix socket).
+ */
+function unixPath(
+  options: ListenOptions<SocketAddress> & { path?: unknown },
+): string {
+  const path = validatePath(options.path);
+  const why = {
+    hostname: "a Unix socket's path replaces hostname and port",
+    port: "a Unix socket's path replaces hostname and port",
+    allow: "clients of a Unix socket have no address to match",
+    deny: "clients of a Unix socket have no address to match",
+    tls: "TLS is served over TCP only, not on a Unix socket's path",
+  } as const;
+  for (const name of Object.keys(why) as (keyof typeof why)[]) {
+    if (options[name] !== undefined) {
+      throw new InvalidArgumentError({
+        reason: `invalid ${name} ${describe(options[name])}: ${why[name]}`,
+      });
+    }
+  }
+  return path;
+}
+
+function check(options: ListenOptions<SocketAddress>): Settings {
+  const flag = (name: keyof ListenOptions<SocketAddress>) => {
     const value = options[name];
     if (value !== undefined && typeof value !== "boolean") {
       throw new InvalidArgumentError({
@@ -446,7 +577,7 @@ function checkOutput(value: unknown): ListenOutput {
   return value as ListenOutput;
 }
 
-function clientOf(info: ConnectionInfo): ListenClient {
+function clientOf(info: AnyInfo): AnyClient {
   return { id: info.id, remoteAddr: info.remoteAddr };
 }
 
@@ -454,10 +585,15 @@ function clientOf(info: ConnectionInfo): ListenClient {
 
 /** A connected client: its connection and what waits to be sent to it. */
 interface Peer {
-  client: ListenClient;
-  conn: Connection;
+  client: AnyClient;
+  conn: Connection<SocketAddress>;
   queue: Queue;
   dropped: boolean;
+  /**
+   * Closed by the listener's shutdown (or stdout's reader leaving): the
+   * error its pipe ends with is of our making, not the connection's.
+   */
+  shutDown: boolean;
 }
 
 /** The state of one listener's clients, stdin and stdout. */
@@ -479,14 +615,14 @@ class Hub {
   #stopped = false;
   /** Wakes the stdin loop when a client arrives. */
   #arrival: PromiseWithResolvers<void> | undefined;
-  #server: Server | undefined;
+  #server: Server<SocketAddress> | undefined;
 
   constructor(settings: Settings) {
     this.#s = settings;
   }
 
   /** The server whose handler this is: set before any client arrives. */
-  attach(server: Server): void {
+  attach(server: Server<SocketAddress>): void {
     this.#server = server;
   }
 
@@ -508,7 +644,7 @@ class Hub {
   }
 
   /** A client the server refused: denied by the rules, or past maxConns. */
-  refused(info: ConnectionInfo, reason: RefusalReason): void {
+  refused(info: AnyInfo, reason: RefusalReason): void {
     const client = clientOf(info);
     if (reason === "admit") {
       this.#counts.denied++;
@@ -524,13 +660,17 @@ class Hub {
   }
 
   /** The handler of every admitted connection. */
-  async serve(conn: Connection, info: ConnectionInfo): Promise<void> {
+  async serve(
+    conn: Connection<SocketAddress>,
+    info: AnyInfo,
+  ): Promise<void> {
     if (this.#stopped) return;
     const peer: Peer = {
       client: clientOf(info),
       conn,
       queue: new Queue(this.#s.queueBytes),
       dropped: false,
+      shutDown: false,
     };
     this.#join(peer);
     let result: PipeResult;
@@ -577,17 +717,16 @@ class Hub {
     if (result.stdinError) this.#result.stdinError ??= result.stdinError;
     if (result.stdoutError) this.#result.stdoutError ??= result.stdoutError;
     if (result.stdoutClosed) this.#result.stdoutClosed = true;
-    if (!this.#s.keepOpen && result.connectionError) {
-      this.#result.connectionError = result.connectionError;
-    }
+    const error = peer.dropped || peer.shutDown
+      ? undefined
+      : result.connectionError;
+    if (!this.#s.keepOpen && error) this.#result.connectionError = error;
     this.#s.onEvent({
       event: "closed",
       client: peer.client,
       sent: result.sent,
       received: result.received,
-      ...(result.connectionError && !peer.dropped
-        ? { error: result.connectionError }
-        : {}),
+      ...(error ? { error } : {}),
     });
   }
 
@@ -596,6 +735,7 @@ class Hub {
     this.#stopped = true;
     this.#arrival?.resolve();
     for (const peer of this.#peers) {
+      peer.shutDown = true;
       peer.queue.end();
       peer.conn.close();
     }
