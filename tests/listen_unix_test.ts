@@ -423,3 +423,336 @@ Deno.test("listen({ path }): idleTimeout, sendOnly and recvOnly", async (t) => {
     },
   );
 });
+
+// listen --unix PATH: the command -------------------------------------------
+
+/** `listen --unix PATH` with its stdin and stdout on files, through a shell. */
+async function listenWithFiles(
+  path: string,
+  input: string,
+  output: string,
+): Promise<Proc> {
+  const proc = start("sh", [
+    "-c",
+    'exec "$0" run -R -W -N "$1" listen --unix "$2" < "$3" > "$4"',
+    DENO,
+    CLI,
+    path,
+    input,
+    output,
+  ]);
+  await listening(proc, path);
+  return proc;
+}
+
+const CLI_SOCAT =
+  "listen --unix: 8 MiB both ways with socat, byte-exact; the file is gone after";
+Deno.test({
+  name: CLI_SOCAT,
+  ignore: missing("socat", CLI_SOCAT),
+  async fn(t) {
+    await using dir = await scratch();
+    const data = randomBytes(BIG);
+    const file = `${dir.path}/random`;
+    await Deno.writeFile(file, data);
+    const path = `${dir.path}/cli.sock`;
+
+    await t.step(
+      "socat -u - UNIX-CONNECT < file → listen --unix > file",
+      async () => {
+        await using proc = await listenWithFiles(
+          path,
+          "/dev/null",
+          `${dir.path}/received`,
+        );
+        await using client = start("sh", [
+          "-c",
+          'exec socat -u - UNIX-CONNECT:"$0" < "$1"',
+          path,
+          file,
+        ]);
+        assert.equal((await client.exit(BIG_MS)).code, 0, client.report());
+        assert.equal((await proc.exit(BIG_MS)).code, 0, proc.report());
+        sameBytes(await Deno.readFile(`${dir.path}/received`), data);
+        assert.match(
+          proc.stderr,
+          new RegExp(`^Connection on ${escape(path)} \\(client #1\\)\\.$`, "m"),
+        );
+        assert.ok(await gone(path), "the socket file is removed at the end");
+      },
+    );
+
+    await t.step("listen --unix < file → socat -u UNIX-CONNECT -", async () => {
+      await using proc = await listenWithFiles(path, file, "/dev/null");
+      await using client = start("socat", ["-u", `UNIX-CONNECT:${path}`, "-"], {
+        binary: true,
+      });
+      assert.equal((await client.exit(BIG_MS)).code, 0, client.report());
+      assert.equal((await proc.exit(BIG_MS)).code, 0, proc.report());
+      sameBytes(client.stdoutBytes, data);
+      assert.ok(await gone(path));
+    });
+  },
+});
+
+const KEEP_OPEN = "listen --unix -k: two socat clients one after the other";
+Deno.test({
+  name: KEEP_OPEN,
+  ignore: missing("socat", KEEP_OPEN),
+  async fn() {
+    await using dir = await scratch();
+    const path = `${dir.path}/k.sock`;
+    await using proc = await startListen(path, ["-k"]);
+    for (const n of [1, 2]) {
+      const r = await run("socat", ["-u", "-", `UNIX-CONNECT:${path}`], {
+        input: `client ${n}\n`,
+        timeout: PROMPT_MS,
+      });
+      assert.equal(r.code, 0, r.stderr);
+      await proc.waitForLine(new RegExp(`^client ${n}$`), PROMPT_MS);
+      await proc.waitForStderr(
+        new RegExp(
+          `^Connection on ${escape(path)} \\(client #${n}\\) closed\\.$`,
+          "m",
+        ),
+        PROMPT_MS,
+      );
+    }
+    proc.kill("SIGTERM");
+    assert.equal((await proc.exit(PROMPT_MS)).code, 0, proc.report());
+    assert.equal(proc.stdout, "client 1\nclient 2\n");
+    assert.match(
+      proc.stderr,
+      /listen stopped: accepted 2, served 2, failed 0, refused 0, denied 0, dropped 0/,
+    );
+    assert.ok(await gone(path));
+  },
+});
+
+const BROKER =
+  "listen --unix --broker: three socat clients hear each other; --max-conns refuses a fourth";
+Deno.test({
+  name: BROKER,
+  ignore: missing("socat", BROKER),
+  async fn() {
+    await using dir = await scratch();
+    const path = `${dir.path}/room.sock`;
+    await using proc = await startListen(path, [
+      "--broker",
+      "--max-conns",
+      "3",
+    ]);
+    const joined = (n: number) =>
+      proc.waitForStderr(
+        new RegExp(`Connection on ${escape(path)} \\(client #${n}\\)\\.`),
+        PROMPT_MS,
+      );
+    await using a = socat(path);
+    await joined(1);
+    await using b = socat(path);
+    await joined(2);
+    await using c = socat(path);
+    await joined(3);
+    // The fourth is past --max-conns: closed at once, no bytes.
+    const d = await within(
+      Deno.connect({ transport: "unix", path }),
+      PROMPT_MS,
+      "connect d",
+    );
+    const buffer = new Uint8Array(16);
+    assert.equal(await within(d.read(buffer), PROMPT_MS, "the refusal"), null);
+    d.close();
+    await proc.waitForStderr(
+      new RegExp(
+        `Refused connection on ${
+          escape(path)
+        } \\(client #4\\): too many connections \\(max 3\\)`,
+      ),
+      PROMPT_MS,
+    );
+    await a.write("hello from a\n");
+    await b.waitForLine(/^hello from a$/, PROMPT_MS);
+    await c.waitForLine(/^hello from a$/, PROMPT_MS);
+    await proc.write("from the console\n");
+    for (const client of [a, b, c]) {
+      await client.waitForLine(/^from the console$/, PROMPT_MS);
+    }
+    // a leaves abruptly; the room goes on.
+    a.kill("SIGKILL");
+    await a.exit(PROMPT_MS);
+    await proc.waitForStderr(/\(client #1\) closed\./, PROMPT_MS);
+    await c.write("still here\n");
+    await b.waitForLine(/^still here$/, PROMPT_MS);
+    assert.equal(c.stdout, "hello from a\nfrom the console\n");
+    assert.match(proc.stdout, /hello from a\nstill here\n/);
+    proc.kill("SIGTERM");
+    assert.equal((await proc.exit(PROMPT_MS)).code, 0, proc.report());
+    assert.match(
+      proc.stderr,
+      /listen stopped: accepted 4, served 3, failed 0, refused 1, denied 0, dropped 0/,
+    );
+    assert.ok(await gone(path));
+  },
+});
+
+Deno.test("listen --unix --json: the events name the path", async () => {
+  await using dir = await scratch();
+  const path = `${dir.path}/json.sock`;
+  await using proc = start(DENO, [
+    ...FLAGS,
+    "listen",
+    "--unix",
+    path,
+    "--json",
+  ]);
+  await proc.waitForLine(/"event":"listening"/, PROMPT_MS);
+  const conn = await within(
+    Deno.connect({ transport: "unix", path }),
+    PROMPT_MS,
+    "connect",
+  );
+  await conn.write(new Uint8Array([0x68, 0x69, 0x00, 0xff]));
+  conn.close();
+  assert.equal((await proc.exit(PROMPT_MS)).code, 0, proc.report());
+  const events = proc.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(events[0], { event: "listening", path });
+  assert.deepEqual(events[1], { event: "connected", id: 1, path });
+  assert.equal(events[2].event, "data");
+  assert.equal(events[2].base64, btoa("hi\x00\xff"));
+  assert.deepEqual(events[3], {
+    event: "closed",
+    id: 1,
+    path,
+    sent: 0,
+    received: 4,
+  });
+  assert.equal(events.length, 4);
+  assert.ok(await gone(path));
+});
+
+Deno.test("listen --unix: a killed listen's stale file is removed; a regular file or a live socket is never touched", async (t) => {
+  await using dir = await scratch();
+  const path = `${dir.path}/app.sock`;
+
+  await t.step(
+    "SIGKILL leaves the file; the next listen removes it",
+    async () => {
+      {
+        await using killed = await startListen(path);
+        killed.kill("SIGKILL");
+        await killed.exit(PROMPT_MS);
+      }
+      assert.ok((await Deno.lstat(path)).isSocket, "a killed listen's file");
+      await using proc = await startListen(path);
+      assert.match(
+        proc.stderr,
+        new RegExp(
+          `^removed ${escape(path)}: a stale socket nobody listened on\\n` +
+            `Listening on ${escape(path)}\\n`,
+        ),
+      );
+      const conn = await within(
+        Deno.connect({ transport: "unix", path }),
+        PROMPT_MS,
+        "connect",
+      );
+      await conn.write(encoder.encode("after the crash\n"));
+      conn.close();
+      assert.equal((await proc.exit(PROMPT_MS)).code, 0, proc.report());
+      assert.equal(proc.stdout, "after the crash\n");
+      assert.ok(await gone(path));
+    },
+  );
+
+  await t.step("a regular file: exit 1, one line, the file stays", async () => {
+    const file = `${dir.path}/notes.txt`;
+    await Deno.writeTextFile(file, "keep me");
+    const r = await run(DENO, [...FLAGS, "listen", "--unix", file], {
+      timeout: PROMPT_MS,
+    });
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /Address already in use \(the file there is not a socket\)/,
+    );
+    assert.equal(await Deno.readTextFile(file), "keep me");
+  });
+
+  await t.step("a live listen -k: exit 1, it goes on", async () => {
+    await using live = await startListen(path, ["-k"]);
+    const r = await run(DENO, [...FLAGS, "listen", "--unix", path], {
+      timeout: PROMPT_MS,
+    });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /Address already in use \(a server answers there\)/);
+    // The probe was one client that came and went; the first goes on.
+    await live.waitForStderr(/\(client #1\) closed\./, PROMPT_MS);
+    const conn = await within(
+      Deno.connect({ transport: "unix", path }),
+      PROMPT_MS,
+      "connect",
+    );
+    await conn.write(encoder.encode("still listening\n"));
+    await live.waitForLine(/^still listening$/, PROMPT_MS);
+    conn.close();
+    live.kill("SIGTERM");
+    assert.equal((await live.exit(PROMPT_MS)).code, 0, live.report());
+    assert.ok(await gone(path));
+  });
+});
+
+Deno.test("listen --unix without -k: a signal ends it, the file removed, 128 + N", async (t) => {
+  await using dir = await scratch();
+  const path = `${dir.path}/sig.sock`;
+  await t.step("SIGINT while waiting: 130", async () => {
+    await using proc = await startListen(path);
+    proc.kill("SIGINT");
+    assert.equal((await proc.exit(PROMPT_MS)).code, 130, proc.report());
+    assert.ok(await gone(path));
+  });
+  await t.step("SIGTERM with a client: 143, no error line", async () => {
+    await using proc = await startListen(path);
+    const conn = await within(
+      Deno.connect({ transport: "unix", path }),
+      PROMPT_MS,
+      "connect",
+    );
+    await proc.waitForStderr(/\(client #1\)\./, PROMPT_MS);
+    proc.kill("SIGTERM");
+    assert.equal((await proc.exit(PROMPT_MS)).code, 143, proc.report());
+    conn.close();
+    assert.equal(
+      proc.stderr,
+      `Listening on ${path}\nConnection on ${path} (client #1).\n`,
+    );
+    assert.ok(await gone(path));
+  });
+});
+
+Deno.test("listen --unix: usage errors exit 2 with one line, no file made", async () => {
+  await using dir = await scratch();
+  const path = `${dir.path}/u.sock`;
+  for (
+    const [args, message] of [
+      [["--hostname", "127.0.0.1"], /--unix replaces --hostname/],
+      [["-p", "9000"], /--unix replaces --port/],
+      [["9000"], /--unix replaces PORT/],
+      [["--allow", "127.0.0.1"], /--allow matches IP addresses/],
+      [["--deny", "::1"], /--deny matches IP addresses/],
+      [["--tls"], /--tls runs over TCP only/],
+    ] as const
+  ) {
+    const r = await run(DENO, [...FLAGS, "listen", "--unix", path, ...args], {
+      timeout: PROMPT_MS,
+    });
+    assert.equal(r.code, 2, `${args.join(" ")}\n${r.stderr}`);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assert.match(r.stderr, message);
+  }
+  const empty = await run(DENO, [...FLAGS, "listen", "--unix", ""], {
+    timeout: PROMPT_MS,
+  });
+  assert.equal(empty.code, 2, empty.stderr);
+  assert.deepEqual(await Array.fromAsync(Deno.readDir(dir.path)), []);
+});
