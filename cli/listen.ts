@@ -68,7 +68,8 @@ goes to stderr, so stdout carries only the client's bytes:
 
 With --unix PATH it listens on a Unix socket instead, as "nc -lU" does,
 printing "Listening on PATH" and "Connection on PATH (client #N)."
-(clients of a Unix socket have no address; N counts them). ${UNIX_PERMISSIONS}
+(clients of a Unix socket have no address; N counts them).
+${UNIX_PERMISSIONS}
 An existing file at PATH: if it is a socket and connecting to it is
 refused, a server that crashed left it, and it is removed (one line on
 stderr says so) before listening; if a server answers there, or the file

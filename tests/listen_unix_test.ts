@@ -187,6 +187,15 @@ function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
+/** A raw Deno client of the socket. */
+function dial(path: string): Promise<Deno.UnixConn> {
+  return within(
+    Deno.connect({ transport: "unix", path }),
+    PROMPT_MS,
+    "connect",
+  );
+}
+
 /** A socat client of the socket, its stdin held open by the test. */
 function socat(path: string): Proc {
   return start("socat", ["-", `UNIX-CONNECT:${path}`], { stdin: true });
@@ -554,11 +563,7 @@ Deno.test({
     await using c = socat(path);
     await joined(3);
     // The fourth is past --max-conns: closed at once, no bytes.
-    const d = await within(
-      Deno.connect({ transport: "unix", path }),
-      PROMPT_MS,
-      "connect d",
-    );
+    const d = await dial(path);
     const buffer = new Uint8Array(16);
     assert.equal(await within(d.read(buffer), PROMPT_MS, "the refusal"), null);
     d.close();
@@ -606,11 +611,7 @@ Deno.test("listen --unix --json: the events name the path", async () => {
     "--json",
   ]);
   await proc.waitForLine(/"event":"listening"/, PROMPT_MS);
-  const conn = await within(
-    Deno.connect({ transport: "unix", path }),
-    PROMPT_MS,
-    "connect",
-  );
+  const conn = await dial(path);
   await conn.write(new Uint8Array([0x68, 0x69, 0x00, 0xff]));
   conn.close();
   assert.equal((await proc.exit(PROMPT_MS)).code, 0, proc.report());
@@ -651,11 +652,7 @@ Deno.test("listen --unix: a killed listen's stale file is removed; a regular fil
             `Listening on ${escape(path)}\\n`,
         ),
       );
-      const conn = await within(
-        Deno.connect({ transport: "unix", path }),
-        PROMPT_MS,
-        "connect",
-      );
+      const conn = await dial(path);
       await conn.write(encoder.encode("after the crash\n"));
       conn.close();
       assert.equal((await proc.exit(PROMPT_MS)).code, 0, proc.report());
@@ -688,11 +685,7 @@ Deno.test("listen --unix: a killed listen's stale file is removed; a regular fil
     assert.match(r.stderr, /Address already in use \(a server answers there\)/);
     // The probe was one client that came and went; the first goes on.
     await live.waitForStderr(/\(client #1\) closed\./, PROMPT_MS);
-    const conn = await within(
-      Deno.connect({ transport: "unix", path }),
-      PROMPT_MS,
-      "connect",
-    );
+    const conn = await dial(path);
     await conn.write(encoder.encode("still listening\n"));
     await live.waitForLine(/^still listening$/, PROMPT_MS);
     conn.close();
@@ -713,11 +706,7 @@ Deno.test("listen --unix without -k: a signal ends it, the file removed, 128 + N
   });
   await t.step("SIGTERM with a client: 143, no error line", async () => {
     await using proc = await startListen(path);
-    const conn = await within(
-      Deno.connect({ transport: "unix", path }),
-      PROMPT_MS,
-      "connect",
-    );
+    const conn = await dial(path);
     await proc.waitForStderr(/\(client #1\)\./, PROMPT_MS);
     proc.kill("SIGTERM");
     assert.equal((await proc.exit(PROMPT_MS)).code, 143, proc.report());
