@@ -281,12 +281,10 @@ async function run(s: Settings): Promise<number> {
     printError(`removed ${s.path}: a stale socket nobody listened on`);
   }
   const listener = start(s);
-  const addr: SocketAddress = listener.addr;
-  if (s.json) printJson({ event: "listening", ...addressJson(addr) });
-  if (s.trace) printError(`Listening on ${addressText(addr)}`);
-
   // --keep-open runs until stopped; a signal then ends it cleanly. On a
-  // Unix socket a signal always does, so that the file is removed.
+  // Unix socket a signal always does, so that the file is removed. The
+  // handlers are in place before the "Listening" line: a signal sent as
+  // soon as it is read must find them.
   const stoppable = s.keepOpen || s.path !== undefined;
   let caught: Deno.Signal | undefined;
   const handlers = STOP_SIGNALS.map((name) => {
@@ -301,6 +299,9 @@ async function run(s: Settings): Promise<number> {
       Deno.addSignalListener(name, onSignal);
     }
   }
+  const addr: SocketAddress = listener.addr;
+  if (s.json) printJson({ event: "listening", ...addressJson(addr) });
+  if (s.trace) printError(`Listening on ${addressText(addr)}`);
   let result: ListenResult;
   try {
     result = await listener.finished;

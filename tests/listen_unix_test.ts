@@ -588,6 +588,7 @@ Deno.test({
     await proc.waitForStderr(/\(client #1\) closed\./, PROMPT_MS);
     await c.write("still here\n");
     await b.waitForLine(/^still here$/, PROMPT_MS);
+    await proc.waitForLine(/^still here$/, PROMPT_MS);
     assert.equal(c.stdout, "hello from a\nfrom the console\n");
     assert.match(proc.stdout, /hello from a\nstill here\n/);
     proc.kill("SIGTERM");
@@ -702,7 +703,7 @@ Deno.test("listen --unix without -k: a signal ends it, the file removed, 128 + N
     await using proc = await startListen(path);
     proc.kill("SIGINT");
     assert.equal((await proc.exit(PROMPT_MS)).code, 130, proc.report());
-    assert.ok(await gone(path));
+    assert.ok(await gone(path), proc.report());
   });
   await t.step("SIGTERM with a client: 143, no error line", async () => {
     await using proc = await startListen(path);
