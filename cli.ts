@@ -44,7 +44,8 @@ Commands:
   client              the tutorial's client: connect, recv(1024), print
   telnet HOST [PORT]  an interactive, pipe-friendly telnet (--unix PATH)
   scan HOST PORTS     which ports are open (nc -z): 20-25,80,8000-8100
-  listen [PORT]       wait for clients, as nc -l; -k, --broker for many
+  listen [PORT]       wait for clients, as nc -l (--unix PATH); -k,
+                      --broker for many
 
 Run "deno run -N cli.ts COMMAND --help" for a command's options.
 Names in /etc/hosts need --allow-read=/etc/hosts as well.
