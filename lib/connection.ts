@@ -161,16 +161,10 @@ export class Connection<A extends SocketAddress = NetAddress>
   readonly #settings: ConnectionSettings;
   #closed = false;
   #tls: TlsInfo | undefined;
-  /**
-   * The local end: this machine's address and port, or the socket's path
-   * (`""` on a Unix socket's client end).
-   */
-  readonly localAddr: A;
-  /**
-   * The remote end: the peer's address and port, or the socket's path
-   * (`""` for a client accepted on a Unix socket: it has no name).
-   */
-  readonly remoteAddr: A;
+  // Made on first read: a server that never looks at them keeps two
+  // objects less per connection.
+  #localAddr: A | undefined;
+  #remoteAddr: A | undefined;
 
   /**
    * Wraps a connection from Deno's `Deno.connect` or `listener.accept()`
@@ -191,8 +185,6 @@ export class Connection<A extends SocketAddress = NetAddress>
     this.#settings = settings;
     this.#idleTimeout = settings.idleTimeout;
     this.#conn = conn;
-    this.localAddr = toSocketAddress(conn.localAddr) as A;
-    this.remoteAddr = toSocketAddress(conn.remoteAddr) as A;
     // Plain TCP only: a Unix socket has no such options, and TLS keeps
     // what Deno set.
     if (isPlainTcp(conn)) {
@@ -225,6 +217,22 @@ export class Connection<A extends SocketAddress = NetAddress>
       },
       settings: (conn) => conn.#settings,
     };
+  }
+
+  /**
+   * The local end: this machine's address and port, or the socket's path
+   * (`""` on a Unix socket's client end).
+   */
+  get localAddr(): A {
+    return this.#localAddr ??= toSocketAddress(this.#conn.localAddr) as A;
+  }
+
+  /**
+   * The remote end: the peer's address and port, or the socket's path
+   * (`""` for a client accepted on a Unix socket: it has no name).
+   */
+  get remoteAddr(): A {
+    return this.#remoteAddr ??= toSocketAddress(this.#conn.remoteAddr) as A;
   }
 
   /**
@@ -312,8 +320,23 @@ export class Connection<A extends SocketAddress = NetAddress>
     // returns more than the socket's buffer holds anyway. A fresh buffer
     // per call: the caller owns what it gets, never overwritten later.
     const buffer = new Uint8Array(Math.min(maxBytes, MAX_RECV_BUFFER));
-    return this.#read(buffer).then((n) =>
-      n === null ? null : buffer.subarray(0, n)
+    if (this.#closed || this.#idleTimeout !== undefined) {
+      return this.#read(buffer).then((n) =>
+        n === null ? null : buffer.subarray(0, n)
+      );
+    }
+    // The common case in one reaction, as in #read: with thousands of
+    // connections idle in recv, each reaction and promise counts.
+    return this.#conn.read(buffer).then(
+      (n) =>
+        n === null
+          ? null
+          : n === 0
+          ? this.recv(maxBytes)
+          : buffer.subarray(0, n),
+      (error) => {
+        throw this.#error(error, "recv");
+      },
     );
   }
 
