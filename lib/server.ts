@@ -294,14 +294,21 @@ type AnyInfo = ConnectionInfo<SocketAddress>;
  */
 class Info implements AnyInfo {
   readonly id: number;
-  readonly remoteAddr: SocketAddress;
-  readonly localAddr: SocketAddress;
+  readonly #conn: Connection<SocketAddress>;
   #controller: AbortController | undefined;
 
   constructor(id: number, conn: Connection<SocketAddress>) {
     this.id = id;
-    this.remoteAddr = conn.remoteAddr;
-    this.localAddr = conn.localAddr;
+    this.#conn = conn;
+  }
+
+  // The connection's own, made on first read.
+  get remoteAddr(): SocketAddress {
+    return this.#conn.remoteAddr;
+  }
+
+  get localAddr(): SocketAddress {
+    return this.#conn.localAddr;
   }
 
   get signal(): AbortSignal {
@@ -1011,7 +1018,11 @@ function inodeOf(path: string): number | null {
  * (a connect is refused), the file is removed. A file that is not a
  * socket is never removed, and a socket a server answers on is left to it;
  * both fail with `EADDRINUSE`, as binding would. Nothing at the path is
- * fine. A live server sees one connection open and close.
+ * fine. Where `/proc/net/unix` can be read (Linux; Deno asks for
+ * `--allow-all` to read it), a server listening at the path is found there
+ * and never disturbed; otherwise the check is a connect, and a live
+ * server sees one connection open and close (a server that takes one
+ * client, as `listen` without `keepOpen`, would take it as its client).
  *
  * Between this check and the bind another server could take the path:
  * the bind then fails with `EADDRINUSE`, which is what should happen.
@@ -1052,6 +1063,9 @@ export async function removeStaleSocket(path: string): Promise<boolean> {
   if (!info.isSocket) {
     throw inUse("Address already in use (the file there is not a socket)");
   }
+  if (await listedAsListening(path)) {
+    throw inUse("Address already in use (a server listens there)");
+  }
   let conn: Deno.UnixConn;
   try {
     conn = await Deno.connect({ transport: "unix", path });
@@ -1073,6 +1087,45 @@ export async function removeStaleSocket(path: string): Promise<boolean> {
   }
   conn.close();
   throw inUse("Address already in use (a server answers there)");
+}
+
+/** The flag of a listening socket in `/proc/net/unix` (`__SO_ACCEPTCON`). */
+const ACCEPTING = 0x10000;
+
+/**
+ * Whether the kernel lists a socket listening at `path`, without touching
+ * it. False when it cannot tell: no `/proc`, no permission to read it
+ * (Deno wants `--allow-all` for `/proc/net`; never a prompt), or a server
+ * that bound the path relative to another directory (the kernel lists the
+ * path as given to bind).
+ */
+async function listedAsListening(path: string): Promise<boolean> {
+  const table = "/proc/net/unix";
+  const { state } = await Deno.permissions.query({ name: "read", path: table });
+  if (state !== "granted") return false;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(table);
+  } catch {
+    return false;
+  }
+  const names = new Set([path]);
+  try {
+    if (!path.startsWith("/")) names.add(`${Deno.cwd()}/${path}`);
+  } catch {
+    // No permission to read the working directory: the path as given.
+  }
+  // "Num RefCount Protocol Flags Type St Inode Path", the path last.
+  for (const line of text.split("\n").slice(1)) {
+    const match = line.match(/^\S+ \S+ \S+ ([0-9A-Fa-f]+) \S+ \S+ +\d+ (.+)$/);
+    if (
+      match && (parseInt(match[1], 16) & ACCEPTING) !== 0 &&
+      names.has(match[2])
+    ) {
+      return true;
+    }
+  }
+  return false;
 }
 
 /** Checks what the server reads per connection, once. */

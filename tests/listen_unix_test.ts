@@ -694,6 +694,29 @@ Deno.test("listen --unix: a killed listen's stale file is removed; a regular fil
     assert.equal((await live.exit(PROMPT_MS)).code, 0, live.report());
     assert.ok(await gone(path));
   });
+
+  await t.step(
+    "with -A, a live listen without -k is found in /proc/net/unix and left alone",
+    async () => {
+      await using live = await startListen(path);
+      const r = await run(DENO, ["run", "-A", CLI, "listen", "--unix", path], {
+        timeout: PROMPT_MS,
+      });
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        /Address already in use \(a server listens there\)/,
+      );
+      // Nobody connected: its one client is still to come.
+      assert.doesNotMatch(live.stderr, /client #1/);
+      const conn = await dial(path);
+      await conn.write(encoder.encode("its own client\n"));
+      conn.close();
+      assert.equal((await live.exit(PROMPT_MS)).code, 0, live.report());
+      assert.equal(live.stdout, "its own client\n");
+      assert.ok(await gone(path));
+    },
+  );
 });
 
 Deno.test("listen --unix without -k: a signal ends it, the file removed, 128 + N", async (t) => {
