@@ -124,7 +124,8 @@ interface ServeSettings {
   backlog: number;
   concurrency: number;
   kernelBacklog: number | undefined;
-  message: string;
+  /** The greeting, encoded once: it is sent on every connection. */
+  message: Uint8Array;
   refusal: string;
   busy: number;
   idle: number;
@@ -152,7 +153,9 @@ async function settings(
     kernelBacklog: kernelText === undefined
       ? undefined
       : integerArg(kernelText, "kernel-backlog", 1, MAX_MS),
-    message: option("message") ?? "Thank you for connecting",
+    message: new TextEncoder().encode(
+      option("message") ?? "Thank you for connecting",
+    ),
     refusal: unescapeArg(
       option("refusal-message") ?? DEFAULT_REFUSAL,
       "--refusal-message",

@@ -301,10 +301,14 @@ export function toSocketAddress(addr: Deno.Addr): SocketAddress {
   return fromDenoAddr(addr as Deno.NetAddr);
 }
 
-/** Converts Deno's address to the module's. */
+/**
+ * Converts Deno's address to the module's. The runtime's hostnames are
+ * numeric addresses, so a colon is enough to tell IPv6: this runs for
+ * every connection a server reports.
+ */
 export function fromDenoAddr(addr: Deno.NetAddr): NetAddress {
   const address = unbracket(addr.hostname);
-  return { address, port: addr.port, family: isIPv4(address) ? 4 : 6 };
+  return { address, port: addr.port, family: address.includes(":") ? 6 : 4 };
 }
 
 function isIPv4(text: string): boolean {

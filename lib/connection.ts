@@ -473,22 +473,31 @@ export class Connection<A extends SocketAddress = NetAddress>
     }
   }
 
-  /** {@linkcode Connection.#io} with the idle timeout. */
-  async #timedIo<T>(action: SocketOp, op: () => Promise<T>): Promise<T> {
+  /**
+   * {@linkcode Connection.#io} with the idle timeout. A promise chain, not
+   * an async function: this runs for every send and receive.
+   */
+  #timedIo<T>(action: SocketOp, op: () => Promise<T>): Promise<T> {
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
       this.close();
     }, this.#idleTimeout);
+    let pending: Promise<T>;
     try {
-      const result = await op();
+      pending = op();
+    } catch (error) {
+      clearTimeout(timer);
+      throw error;
+    }
+    return pending.then((result) => {
+      clearTimeout(timer);
       if (timedOut) throw this.#timeout(action);
       return result;
-    } catch (error) {
-      throw timedOut ? this.#timeout(action) : this.#error(error, action);
-    } finally {
+    }, (error) => {
       clearTimeout(timer);
-    }
+      throw timedOut ? this.#timeout(action) : this.#error(error, action);
+    });
   }
 
   #checkOpen(action: SocketOp): void {

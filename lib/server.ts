@@ -327,8 +327,8 @@ class Info implements AnyInfo {
 interface Entry {
   conn: Connection<SocketAddress>;
   info: Info;
-  /** The `handlerTimeout` timer, while the handler runs. */
-  timer?: ReturnType<typeof setTimeout>;
+  /** When `handlerTimeout` ends its handler (`performance.now()` ms). */
+  deadline?: number;
   /** Counted already: the handler settled, or was abandoned. */
   done?: boolean;
   /** Its handler called `shutdown()`, which does not wait for it. */
@@ -398,6 +398,12 @@ export class Server<A extends SocketAddress = NetAddress>
   #pause:
     | { timer: ReturnType<typeof setTimeout>; wake: () => void }
     | undefined;
+  /**
+   * One timer for every handler's `handlerTimeout`, set for the earliest
+   * deadline: a timer per connection costs more than the rest of its
+   * bookkeeping.
+   */
+  #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
 
   static {
     makeServer = (listener, handler, settings) =>
@@ -604,20 +610,42 @@ export class Server<A extends SocketAddress = NetAddress>
       (error) => this.#finish(entry, { error }),
     );
     if (handlerTimeout !== undefined && !entry.done) {
-      entry.timer = setTimeout(() => {
-        this.#abort(
-          entry,
-          this.#lateError(conn, `timed out after ${handlerTimeout} ms`),
-        );
-      }, handlerTimeout);
+      entry.deadline = performance.now() + handlerTimeout;
+      this.#deadlineTimer ??= setTimeout(() => this.#expire(), handlerTimeout);
     }
+  }
+
+  /**
+   * Aborts the handlers past their `handlerTimeout`, then sets the timer
+   * for the next deadline. `#running` keeps the order handlers started in,
+   * and every deadline is its start plus the same timeout, so the expired
+   * ones come first.
+   */
+  #expire(): void {
+    const now = performance.now();
+    for (const entry of this.#running) {
+      // deno-lint-ignore no-non-null-assertion -- set for all with the timeout
+      const left = entry.deadline! - now;
+      if (left > 0) {
+        clearTimeout(this.#deadlineTimer);
+        this.#deadlineTimer = setTimeout(() => this.#expire(), left);
+        return;
+      }
+      this.#abort(
+        entry,
+        this.#lateError(
+          entry.conn,
+          `timed out after ${this.#options.handlerTimeout} ms`,
+        ),
+      );
+    }
+    this.#deadlineTimer = undefined;
   }
 
   /** Closes and counts a connection whose handler settled or was abandoned. */
   #finish(entry: Entry, failure: { error: unknown } | undefined): void {
     if (entry.done) return;
     entry.done = true;
-    clearTimeout(entry.timer);
     entry.conn.close();
     this.#running.delete(entry);
     if (failure) {
@@ -755,6 +783,7 @@ export class Server<A extends SocketAddress = NetAddress>
       await askers;
     } finally {
       deadline.clear();
+      clearTimeout(this.#deadlineTimer);
       this.#othersDone.resolve();
     }
   }

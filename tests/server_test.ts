@@ -485,6 +485,49 @@ Deno.test("serve(): handlerTimeout: a handler that never returns fails, its sign
   assertInvariant(server.stats);
 });
 
+Deno.test("serve(): handlerTimeout counts from each handler's own start, with one timer for all", async () => {
+  const started = new Map<number, number>();
+  const aborted = new Map<number, number>();
+  const errors = counter<unknown>();
+  await using server = start({
+    handlerTimeout: 300,
+    concurrency: 3,
+    onError: (error) => errors.hook(error),
+  }, (conn, info) => {
+    started.set(info.id, performance.now());
+    if (info.id === 2) return conn.sendAll("quick");
+    return new Promise<void>((resolve) => {
+      info.signal.addEventListener("abort", () => {
+        aborted.set(info.id, performance.now());
+        resolve();
+      });
+    });
+  });
+  const first = visit(server.addr.port);
+  const second = visit(server.addr.port);
+  assert.equal(await second, "quick");
+  // The third starts later: its deadline is not the first's.
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  const third = visit(server.addr.port);
+  assert.deepEqual(await Promise.all([first, third]), ["", ""]);
+  await errors.reached(2);
+  const ran = (id: number) => aborted.get(id)! - started.get(id)!;
+  // Never before the deadline; a loaded machine may fire late, so the
+  // upper bound leaves 400 ms (observed: 300-305 ms).
+  for (const id of [1, 3]) {
+    assert.ok(
+      ran(id) >= 299 && ran(id) < 700,
+      `handler ${id} ran ${ran(id)} ms`,
+    );
+  }
+  const apart = aborted.get(3)! - aborted.get(1)!;
+  assert.ok(apart >= 100, `aborted ${apart} ms apart`);
+  await server.shutdown();
+  assert.equal(server.stats.served, 1);
+  assert.equal(server.stats.failed, 2);
+  assertInvariant(server.stats);
+});
+
 Deno.test("serve(): a handler that finishes within handlerTimeout is served", async () => {
   await using server = start(
     { handlerTimeout: 5000 },
