@@ -3,8 +3,12 @@
  * port from the system. Prints "listening PORT" once ready.
  *
  *   greet serve|raw            the tutorial's greet-and-close server
- *   hold serve|raw COUNT       holds connections idle; prints "held COUNT"
- *                              once COUNT are open
+ *   hold serve|serve-async|raw COUNT
+ *                              holds connections idle, each with one
+ *                              pending 1 KiB read; prints "held COUNT" once
+ *                              COUNT are open. serve's handler returns
+ *                              recv's promise, as raw keeps read's;
+ *                              serve-async awaits it in an async function
  *   admit BACKLOG BUSY_MS      serve() with `backlog` and one busy handler;
  *                              prints "stats JSON" when stdin closes
  *
@@ -73,7 +77,7 @@ async function holdRaw(count: number): Promise<void> {
   }
 }
 
-async function holdServe(count: number): Promise<void> {
+async function holdServe(count: number, async: boolean): Promise<void> {
   let held = 0;
   const server = serve(
     {
@@ -86,9 +90,11 @@ async function holdServe(count: number): Promise<void> {
         if (++held === count) console.log(`held ${count}`);
       },
     },
-    async (conn) => {
-      await conn.recv(1024);
-    },
+    async
+      ? async (conn) => {
+        await conn.recv(1024);
+      }
+      : (conn) => conn.recv(1024).then(() => {}),
   );
   listening(server.addr.port);
   await server.finished;
@@ -118,8 +124,11 @@ async function admit(backlog: number, busyMs: number): Promise<void> {
 if (kind === "greet" && mode === "raw") await greetRaw();
 else if (kind === "greet" && mode === "serve") await greetServe();
 else if (kind === "hold" && mode === "raw") await holdRaw(Number(arg));
-else if (kind === "hold" && mode === "serve") await holdServe(Number(arg));
-else if (kind === "admit") await admit(Number(mode), Number(arg));
+else if (kind === "hold" && mode === "serve") {
+  await holdServe(Number(arg), false);
+} else if (kind === "hold" && mode === "serve-async") {
+  await holdServe(Number(arg), true);
+} else if (kind === "admit") await admit(Number(mode), Number(arg));
 else {
   console.error("usage: deno_server.ts greet|hold|admit MODE [ARG]");
   Deno.exit(2);
