@@ -1058,3 +1058,79 @@ Deno.test("serve(): shutdownTimeout bounds refusals still being written (4 MiB t
   assert.ok(cut.length < 4 * 1024 * 1024, `${cut.length} bytes`);
   assert.equal(await within(readText(running), 5000, "end of stream"), "");
 });
+
+const python3Missing = missing("python3", "the accept burst test")
+  ? "python3 is not installed"
+  : undefined;
+
+Deno.test({
+  name:
+    "serve(): a burst already queued in the kernel does not starve the rest: other work runs every few accepts",
+  ignore: python3Missing !== undefined,
+  async fn() {
+    const burst = 200;
+    const dir = await Deno.makeTempDir();
+    const ready = `${dir}/ready`;
+    let accepted = 0;
+    let acceptedAtTurn: number | undefined;
+    await using server = start({
+      backlog: 0,
+      refusalMessage: "",
+      onAccept: () => {
+        // A macrotask scheduled at the first accept: it runs at the loop's
+        // next turn of the event loop.
+        if (++accepted === 1) {
+          const channel = new MessageChannel();
+          channel.port2.onmessage = () => {
+            acceptedAtTurn = accepted;
+            channel.port1.close();
+            channel.port2.close();
+          };
+          channel.port1.postMessage(null);
+        }
+      },
+    }, () => {});
+    // Clients from another process, while this one's event loop is held:
+    // all of them wait in the kernel's queue when it is let go.
+    const clients = new Deno.Command("python3", {
+      args: [
+        "-c",
+        `import socket, sys
+socks = [socket.create_connection(("127.0.0.1", ${server.addr.port})) for _ in range(${burst})]
+open(sys.argv[1], "w").close()
+sys.stdin.read()`,
+        ready,
+      ],
+      stdin: "piped",
+    }).spawn();
+    const until = performance.now() + 10_000;
+    while (!exists(ready)) {
+      if (performance.now() > until) throw new Error("python3 never connected");
+    }
+    await within(
+      (async () => {
+        while (accepted < burst) await new Promise((r) => setTimeout(r, 5));
+      })(),
+      10_000,
+      `${burst} accepts`,
+    );
+    // Before the fix, the turn came after the whole burst (200).
+    assert.ok(
+      acceptedAtTurn !== undefined && acceptedAtTurn <= 20,
+      `the first turn came after ${acceptedAtTurn} accepts`,
+    );
+    await clients.stdin.close();
+    await clients.status;
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
