@@ -54,9 +54,11 @@ async function greetRaw(): Promise<void> {
 }
 
 async function greetServe(): Promise<void> {
+  // Encoded once, as the raw loop does.
+  const bytes = new TextEncoder().encode(GREETING);
   const server = serve(
     { hostname: "127.0.0.1", port: 0, concurrency: 64, onError: () => {} },
-    (conn) => conn.sendAll(GREETING),
+    (conn) => conn.sendAll(bytes),
   );
   listening(server.addr.port);
   await server.finished;
