@@ -240,12 +240,14 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
     },
   };
   const handler = async (conn: Connection<SocketAddress>, info: Info) => {
-    // Only --busy waits: without it, no signal is made per connection.
+    // Only --busy waits, and only a wait can outlast the handler's time:
+    // without it, no signal is made per connection (reading info.signal
+    // makes one).
     if (s.busy > 0) {
       await sleep(s.busy, AbortSignal.any([info.signal, hurry.signal]));
     }
     if (hurry.signal.aborted) throw new Skipped();
-    if (info.signal.aborted) throw info.signal.reason;
+    if (s.busy > 0 && info.signal.aborted) throw info.signal.reason;
     await conn.sendAll(s.message);
   };
   if (s.path !== undefined && await removeStaleSocket(s.path)) {
@@ -308,25 +310,27 @@ type Info = ConnectionInfo<SocketAddress>;
 
 /** "from ('127.0.0.1', 5000)", or "on PATH (client #3)" on a Unix socket. */
 function from(info: Info): string {
-  const { remoteAddr, localAddr } = info;
-  if (isUnixAddress(remoteAddr) || isUnixAddress(localAddr)) {
-    const path = isUnixAddress(localAddr) ? localAddr.path : "";
-    return `on ${path} (client #${info.id})`;
+  // Both ends are of one kind; the local end is read only when needed
+  // (each address is made on first read, and this runs per connection).
+  const { remoteAddr } = info;
+  if (isUnixAddress(remoteAddr)) {
+    return `on ${unixPath(info)} (client #${info.id})`;
   }
   return `from ${pythonAddress(remoteAddr)}`;
 }
 
 /** A connection's fields in a JSON event. */
 function peer(info: Info): Record<string, unknown> {
-  const { remoteAddr, localAddr } = info;
-  if (isUnixAddress(remoteAddr) || isUnixAddress(localAddr)) {
-    return {
-      id: info.id,
-      path: isUnixAddress(localAddr) ? localAddr.path : "",
-    };
-  }
+  const { remoteAddr } = info;
+  if (isUnixAddress(remoteAddr)) return { id: info.id, path: unixPath(info) };
   const { address, port, family } = remoteAddr;
   return { id: info.id, address, port, family };
+}
+
+/** The socket's path: the server's end has it, a client's end has none. */
+function unixPath(info: Info): string {
+  const { localAddr } = info;
+  return isUnixAddress(localAddr) ? localAddr.path : "";
 }
 
 /** The first signal's line: what is left to do, and how to skip it. */
