@@ -288,16 +288,32 @@ export class Connection<A extends SocketAddress = NetAddress>
    *
    * @param data Bytes, or text to send as UTF-8.
    */
-  async sendAll(data: Uint8Array | string): Promise<void> {
-    const bytes = toBytes(data);
-    let sent = 0;
+  sendAll(data: Uint8Array | string): Promise<void> {
+    let bytes: Uint8Array;
+    try {
+      bytes = toBytes(data);
+      if (bytes.length === 0) {
+        this.#checkOpen("send");
+        return Promise.resolve();
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // Most sends go in one write: no async frame for them (a server's
+    // greeting is one per connection).
+    return this.#io("send", () => this.#conn.write(bytes)).then((sent) =>
+      sent < bytes.length ? this.#sendRest(bytes, sent) : undefined
+    );
+  }
+
+  /** The rest of a {@linkcode Connection.sendAll} the first write left. */
+  async #sendRest(bytes: Uint8Array, sent: number): Promise<void> {
     while (sent < bytes.length) {
       sent += await this.#io(
         "send",
         () => this.#conn.write(bytes.subarray(sent)),
       );
     }
-    if (bytes.length === 0) this.#checkOpen("send");
   }
 
   /**
