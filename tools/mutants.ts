@@ -118,6 +118,23 @@ const MUTANTS: Mutant[] = [
     replace: "    this.#running.delete(entry);",
   },
   {
+    id: "deadline-aborts-all",
+    what:
+      "handlerTimeout's one timer aborts every running handler at the first deadline",
+    file: "lib/server.ts",
+    search: "      if (left > 0) {\n        clearTimeout(this.#deadlineTimer);",
+    replace:
+      "      if (left > Infinity) {\n        clearTimeout(this.#deadlineTimer);",
+  },
+  {
+    id: "accept-loop-never-turns",
+    what:
+      "the accept loop takes a whole queued burst before the event loop turns",
+    file: "lib/server.ts",
+    search: "const ACCEPTS_PER_TURN = 8;",
+    replace: "const ACCEPTS_PER_TURN = 1e9;",
+  },
+  {
     id: "shutdown-forgets-waiting",
     what: "shutdown never starts the connections still waiting",
     file: "lib/server.ts",
