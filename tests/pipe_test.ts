@@ -286,32 +286,45 @@ Deno.test("pipe: live both ways with stdin open and idle, before and after the h
  */
 const PAUSE_MS = 500;
 
-/** Telnet, with a way to put the next `n` bytes of `data` on its stdin. */
+/** Telnet, with a way to write to its stdin. */
 interface Writer {
   telnet: Proc;
+  /** What `write` sends after the handoff, in order. */
   data: Uint8Array;
-  /** Writes the next `n` bytes (a multiple of 64 KiB) to telnet's stdin. */
-  write(n: number): Promise<void>;
+  /**
+   * Writes `n` bytes (a multiple of 64 KiB) to telnet's stdin: zeros as
+   * `filler`, or else the next `n` bytes of `data`.
+   */
+  write(n: number, filler: boolean): Promise<void>;
 }
 
 /**
- * Sends 64 KiB at a time until telnet's stdin worker takes over, then
- * exact multiples of 64 KiB, each followed by a pause with stdin open:
- * the peer must have every byte during the pause.
+ * Sends 64 KiB of filler at a time until telnet's stdin worker takes over
+ * (however long its start takes: under coverage, seconds), then exact
+ * multiples of 64 KiB of `data`, each followed by a pause with stdin
+ * open: the peer must have every byte during the pause.
  */
 async function pausesAfterHandoff(
   conn: Deno.Conn,
   writer: Writer,
 ): Promise<void> {
   const { telnet, data } = writer;
-  // The peer reads all along, and says when `n` bytes have come.
+  // The peer reads all along, keeps what comes after the filler, and says
+  // when `n` bytes in all have come.
   const got = new Uint8Array(data.length);
   let have = 0;
+  // How much filler came first: known (≥ 0) once the handoff is seen.
+  let fillerBytes = -1;
   const waiters = new Set<() => void>();
   const reading = (async () => {
-    while (have < got.length) {
-      const n = await conn.read(got.subarray(have));
+    const buffer = new Uint8Array(1024 * 1024);
+    while (true) {
+      const n = await conn.read(buffer);
       if (n === null) break;
+      // No data is written before the filler is all through (below).
+      if (fillerBytes >= 0) {
+        got.set(buffer.subarray(0, n), have - fillerBytes);
+      }
       have += n;
       for (const waiter of waiters) waiter();
     }
@@ -330,11 +343,6 @@ async function pausesAfterHandoff(
     });
 
   let written = 0;
-  const write = async (n: number) => {
-    if (written + n > data.length) throw new Error("data exhausted");
-    await writer.write(n);
-    written += n;
-  };
   // A pending async read ends at its next bytes: keep them coming, each
   // 64 KiB once the last is through (a writer may run ahead otherwise).
   let handedOff = false;
@@ -347,7 +355,8 @@ async function pausesAfterHandoff(
   await within(
     (async () => {
       while (!handedOff) {
-        await write(65536);
+        await writer.write(65536, true);
+        written += 65536;
         await reached(written);
       }
     })(),
@@ -355,19 +364,23 @@ async function pausesAfterHandoff(
     "the stdin handoff",
   );
   await handoff;
+  fillerBytes = written;
   // Many pauses: whether the worker's last read before one waited for the
   // writer (then it wakes the main thread at once) is up to timing; with
   // the timer broken on purpose, about one in six such pauses failed.
   const sizes = [65536, 4 * 65536, 2 * MIB];
   for (let i = 0; i < 12; i++) sizes.push(i % 2 ? 4 * 65536 : MIB);
+  let sent = 0;
   for (const n of sizes) {
-    await within(write(n), RUN_MS, `${n} bytes written`);
+    await within(writer.write(n, false), RUN_MS, `${n} bytes written`);
+    written += n;
+    sent += n;
     await within(
       reached(written),
       PAUSE_MS,
       `all ${written} bytes at the peer during a pause`,
     );
-    sameBytes(got.subarray(0, have), data.subarray(0, written));
+    sameBytes(got.subarray(0, have - fillerBytes), data.subarray(0, sent));
   }
 
   await within(telnet.closeStdin(), PROMPT_MS, "stdin's close");
@@ -398,21 +411,26 @@ async function withTelnet(
 }
 
 Deno.test("pipe: 64 KiB multiples past the handoff, then a pause with stdin open: every byte at the peer at once", async (t) => {
-  // Enough to reach the handoff on a slow machine (seen after ~1-2 MiB).
-  const data = randomBytes(32 * MIB);
+  // What the pauses send: 65536 + 4 × 64 KiB + 2 MiB + 6 × (1 MiB + 256 KiB).
+  const data = randomBytes(10 * MIB);
 
   await t.step("written by this test (slower than telnet reads)", async () => {
     await withTelnet((port) => {
       const telnet = startCli(["telnet", "--debug", "127.0.0.1", port], {
         stdin: true,
       });
+      const zeros = new Uint8Array(65536);
       let offset = 0;
       return {
         telnet,
         data,
-        async write(n) {
-          for (const end = offset + n; offset < end; offset += 65536) {
-            await telnet.write(data.subarray(offset, offset + 65536));
+        async write(n, filler) {
+          for (let i = 0; i < n; i += 65536) {
+            if (filler) await telnet.write(zeros);
+            else {
+              await telnet.write(data.subarray(offset, offset + 65536));
+              offset += 65536;
+            }
           }
         },
       };
@@ -421,17 +439,19 @@ Deno.test("pipe: 64 KiB multiples past the handoff, then a pause with stdin open
 
   await t.step("written by dd (faster than telnet reads)", async () => {
     // Each line on bash's stdin makes `dd` copy that many more bytes of
-    // the file to telnet's stdin in one write, so the pipe stays full and
-    // the worker's last read before the pause need not wait for the
-    // writer: its wake may be held, and only the main thread's timer
-    // sends them.
+    // the file (or of zeros) to telnet's stdin in one write, so the pipe
+    // stays full and the worker's last read before the pause need not
+    // wait for the writer: its wake may be held, and only the main
+    // thread's timer sends them.
     const file = await Deno.makeTempFile({ prefix: "pipe_test" });
     try {
       await Deno.writeFile(file, data);
       await withTelnet((port) => {
         // `timeout` bounds telnet itself if the test fails with bash gone.
-        const script = `exec 3<"${file}"; while read -r n; do ` +
-          `dd bs="$n" count=1 iflag=fullblock status=none <&3 || exit 1; ` +
+        const script = `exec 3<"${file}"; while read -r n from; do ` +
+          `if [ "$from" = file ]; then ` +
+          `dd bs="$n" count=1 iflag=fullblock status=none <&3; ` +
+          `else head -c "$n" /dev/zero; fi || exit 1; ` +
           `done | timeout -s KILL ` +
           `${RUN_MS / 1000} "${DENO}" run -N "${CLI}" telnet --debug ` +
           `127.0.0.1 ${port}`;
@@ -439,7 +459,8 @@ Deno.test("pipe: 64 KiB multiples past the handoff, then a pause with stdin open
         return {
           telnet,
           data,
-          write: (n) => telnet.write(`${n}\n`),
+          write: (n, filler) =>
+            telnet.write(`${n} ${filler ? "zero" : "file"}\n`),
         };
       }, pausesAfterHandoff);
     } finally {
