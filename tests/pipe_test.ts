@@ -17,6 +17,7 @@ import {
   run,
   runCli,
   type RunResult,
+  start,
   startCli,
 } from "./fixtures/process.ts";
 import { connect } from "../lib/connect.ts";
@@ -271,6 +272,201 @@ Deno.test("pipe: live both ways with stdin open and idle, before and after the h
   } finally {
     listener.close();
   }
+});
+
+/**
+ * Bytes that the writer follows with a pause reach the peer at once: the
+ * stdin worker may hold its wake back, but only while the main thread
+ * sleeps on its 1 ms timer (lib/_pipe.ts, Ring.TIMED). Observed from the
+ * last write to the last byte at the peer: 0.2–6 ms for this test's own
+ * writes, 7–30 ms with `dd` (its start included). Half a second leaves a
+ * loaded 2-core machine room for scheduling delays, while a wake held
+ * until the writer's next write (which never comes while the test waits)
+ * fails it: checked by breaking the timer on purpose.
+ */
+const PAUSE_MS = 500;
+
+/** Telnet, with a way to write to its stdin. */
+interface Writer {
+  telnet: Proc;
+  /** What `write` sends after the handoff, in order. */
+  data: Uint8Array;
+  /**
+   * Writes `n` bytes (a multiple of 64 KiB) to telnet's stdin: zeros as
+   * `filler`, or else the next `n` bytes of `data`.
+   */
+  write(n: number, filler: boolean): Promise<void>;
+}
+
+/**
+ * Sends 64 KiB of filler at a time until telnet's stdin worker takes over
+ * (however long its start takes: under coverage, seconds), then exact
+ * multiples of 64 KiB of `data`, each followed by a pause with stdin
+ * open: the peer must have every byte during the pause.
+ */
+async function pausesAfterHandoff(
+  conn: Deno.Conn,
+  writer: Writer,
+): Promise<void> {
+  const { telnet, data } = writer;
+  // The peer reads all along, keeps what comes after the filler, and says
+  // when `n` bytes in all have come.
+  const got = new Uint8Array(data.length);
+  let have = 0;
+  // How much filler came first: known (≥ 0) once the handoff is seen.
+  let fillerBytes = -1;
+  const waiters = new Set<() => void>();
+  const reading = (async () => {
+    const buffer = new Uint8Array(1024 * 1024);
+    while (true) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      // No data is written before the filler is all through (below).
+      if (fillerBytes >= 0) {
+        got.set(buffer.subarray(0, n), have - fillerBytes);
+      }
+      have += n;
+      for (const waiter of waiters) waiter();
+    }
+  })();
+  // Awaited below; a failure before that closes conn under it.
+  reading.catch(() => {});
+  const reached = (n: number): Promise<void> =>
+    new Promise((resolve) => {
+      const check = () => {
+        if (have < n) return;
+        waiters.delete(check);
+        resolve();
+      };
+      waiters.add(check);
+      check();
+    });
+
+  let written = 0;
+  // A pending async read ends at its next bytes: keep them coming, each
+  // 64 KiB once the last is through (a writer may run ahead otherwise).
+  let handedOff = false;
+  const handoff = telnet.waitForStderr(
+    /stdin → socket handed to a worker/,
+    RUN_MS,
+  ).then(() => handedOff = true);
+  // Awaited below, unless the loop failed first.
+  handoff.catch(() => {});
+  await within(
+    (async () => {
+      while (!handedOff) {
+        await writer.write(65536, true);
+        written += 65536;
+        await reached(written);
+      }
+    })(),
+    RUN_MS,
+    "the stdin handoff",
+  );
+  await handoff;
+  fillerBytes = written;
+  // Many pauses: whether the worker's last read before one waited for the
+  // writer (then it wakes the main thread at once) is up to timing; with
+  // the timer broken on purpose, about one in six such pauses failed.
+  const sizes = [65536, 4 * 65536, 2 * MIB];
+  for (let i = 0; i < 12; i++) sizes.push(i % 2 ? 4 * 65536 : MIB);
+  let sent = 0;
+  for (const n of sizes) {
+    await within(writer.write(n, false), RUN_MS, `${n} bytes written`);
+    written += n;
+    sent += n;
+    await within(
+      reached(written),
+      PAUSE_MS,
+      `all ${written} bytes at the peer during a pause`,
+    );
+    sameBytes(got.subarray(0, have - fillerBytes), data.subarray(0, sent));
+  }
+
+  await within(telnet.closeStdin(), PROMPT_MS, "stdin's close");
+  await within(reading, PROMPT_MS, "the half-close");
+  assert.equal(have, written);
+}
+
+/** A listener, a telnet started by `start` connected to it, and `test`. */
+async function withTelnet(
+  start: (port: string) => Writer,
+  test: (conn: Deno.Conn, writer: Writer) => Promise<void>,
+): Promise<void> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const writer = start(String(listener.addr.port));
+    await using _ = killing(writer.telnet);
+    const conn = await within(listener.accept(), RUN_MS, "telnet's connect");
+    try {
+      await test(conn, writer);
+    } finally {
+      conn.close();
+    }
+    const exit = await writer.telnet.exit(RUN_MS);
+    assert.equal(exit.code, 0, writer.telnet.stderr);
+  } finally {
+    listener.close();
+  }
+}
+
+Deno.test("pipe: 64 KiB multiples past the handoff, then a pause with stdin open: every byte at the peer at once", async (t) => {
+  // What the pauses send: 65536 + 4 × 64 KiB + 2 MiB + 6 × (1 MiB + 256 KiB).
+  const data = randomBytes(10 * MIB);
+
+  await t.step("written by this test (slower than telnet reads)", async () => {
+    await withTelnet((port) => {
+      const telnet = startCli(["telnet", "--debug", "127.0.0.1", port], {
+        stdin: true,
+      });
+      const zeros = new Uint8Array(65536);
+      let offset = 0;
+      return {
+        telnet,
+        data,
+        async write(n, filler) {
+          for (let i = 0; i < n; i += 65536) {
+            if (filler) await telnet.write(zeros);
+            else {
+              await telnet.write(data.subarray(offset, offset + 65536));
+              offset += 65536;
+            }
+          }
+        },
+      };
+    }, pausesAfterHandoff);
+  });
+
+  await t.step("written by dd (faster than telnet reads)", async () => {
+    // Each line on bash's stdin makes `dd` copy that many more bytes of
+    // the file (or of zeros) to telnet's stdin in one write, so the pipe
+    // stays full and the worker's last read before the pause need not
+    // wait for the writer: its wake may be held, and only the main
+    // thread's timer sends them.
+    const file = await Deno.makeTempFile({ prefix: "pipe_test" });
+    try {
+      await Deno.writeFile(file, data);
+      await withTelnet((port) => {
+        // `timeout` bounds telnet itself if the test fails with bash gone.
+        const script = `exec 3<"${file}"; while read -r n from; do ` +
+          `if [ "$from" = file ]; then ` +
+          `dd bs="$n" count=1 iflag=fullblock status=none <&3; ` +
+          `else head -c "$n" /dev/zero; fi || exit 1; ` +
+          `done | timeout -s KILL ` +
+          `${RUN_MS / 1000} "${DENO}" run -N "${CLI}" telnet --debug ` +
+          `127.0.0.1 ${port}`;
+        const telnet = start("bash", ["-c", script], { stdin: true });
+        return {
+          telnet,
+          data,
+          write: (n, filler) =>
+            telnet.write(`${n} ${filler ? "zero" : "file"}\n`),
+        };
+      }, pausesAfterHandoff);
+    } finally {
+      await Deno.remove(file);
+    }
+  });
 });
 
 Deno.test("pipe: a peer that greets and resets (issue 9 §2): the greeting, every time", async (t) => {
