@@ -887,6 +887,48 @@ async function cliAdmission(s: Settings, tools: Tools): Promise<Row> {
     int(count)
   } clients at once, refusal p99 vs the 100 ms goal`;
   if (!tools.bin) return { id: "5b", measure, skipped: noCompiler(tools) };
+  // One burst is one sample: as the other rows, the median of the rounds,
+  // each against a CLI server of its own.
+  const bursts: { p50: number; p99: number; text: string }[] = [];
+  let failed: string | undefined;
+  for (let round = 0; round < s.rounds; round++) {
+    const r = await cliBurst(tools.bin.loadgen, count);
+    const text =
+      `${r.served} served + ${r.refused} refused of ${r.attempted}, ${r.errors} errors`;
+    if (r.served + r.refused !== r.attempted || r.errors !== 0) {
+      failed ??= `counts do not add up: ${text}`;
+    }
+    bursts.push({ p50: r.p50, p99: r.p99, text });
+  }
+  const p99 = median(bursts.map((b) => b.p99));
+  const note = `${bursts[0].text}; p50 ${
+    ms(median(bursts.map((b) => b.p50)))
+  }; bursts' p99 ${bursts.map((b) => ms(b.p99)).join(", ")}`;
+  return {
+    id: "5b",
+    measure,
+    figure: `refusal p99 ${ms(p99)}`,
+    baseline: "goal: 100 ms",
+    ratio: p99 / 1000 / 100,
+    target: 1,
+    lowerIsBetter: true,
+    note,
+    ...(failed ? { error: failed } : {}),
+  };
+}
+
+/** One burst of `count` clients at a fresh `cli.ts serve --busy 5`. */
+async function cliBurst(
+  loadgen: string,
+  count: number,
+): Promise<{
+  attempted: number;
+  served: number;
+  refused: number;
+  errors: number;
+  p50: number;
+  p99: number;
+}> {
   await using cli = new Peer(DENO, [
     "run",
     "-N",
@@ -896,31 +938,9 @@ async function cliAdmission(s: Settings, tools: Tools): Promise<Row> {
     ...["--concurrency", "1", "--busy", "5"],
   ], {});
   const [, port] = await cli.waitFor(/^socket binded to (\d+)$/);
-  const r = JSON.parse(
-    await run(tools.bin.loadgen, [
-      "burst",
-      "127.0.0.1",
-      port,
-      String(count),
-      GREETING,
-    ]),
+  return JSON.parse(
+    await run(loadgen, ["burst", "127.0.0.1", port, String(count), GREETING]),
   );
-  const balanced = r.served + r.refused === r.attempted && r.errors === 0;
-  const note =
-    `${r.served} served + ${r.refused} refused of ${r.attempted}, ${r.errors} errors; p50 ${
-      ms(r.p50)
-    }`;
-  return {
-    id: "5b",
-    measure,
-    figure: `refusal p99 ${ms(r.p99)}`,
-    baseline: "goal: 100 ms",
-    ratio: r.p99 / 1000 / 100,
-    target: 1,
-    lowerIsBetter: true,
-    note,
-    ...(balanced ? {} : { error: `counts do not add up: ${note}` }),
-  };
 }
 
 // 6. TLS ----------------------------------------------------------------------
