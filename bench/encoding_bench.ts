@@ -33,7 +33,9 @@ Deno.bench(
   },
 );
 
-Deno.bench("fromDenoAddr (per connection, twice)", { group: "address" }, () => {
+Deno.bench("fromDenoAddr (per connection, when an address is read)", {
+  group: "address",
+}, () => {
   sink += fromDenoAddr(denoAddr).port;
 });
 

@@ -893,17 +893,18 @@ async function cliAdmission(s: Settings, tools: Tools): Promise<Row> {
   let failed: string | undefined;
   for (let round = 0; round < s.rounds; round++) {
     const r = await cliBurst(tools.bin.loadgen, count);
-    const text =
-      `${r.served} served + ${r.refused} refused of ${r.attempted}, ${r.errors} errors`;
+    const text = `${r.served} + ${r.refused}, ${r.errors} errors`;
     if (r.served + r.refused !== r.attempted || r.errors !== 0) {
-      failed ??= `counts do not add up: ${text}`;
+      failed ??= `counts do not add up: ${text} of ${r.attempted}`;
     }
     bursts.push({ p50: r.p50, p99: r.p99, text });
   }
   const p99 = median(bursts.map((b) => b.p99));
-  const note = `${bursts[0].text}; p50 ${
-    ms(median(bursts.map((b) => b.p50)))
-  }; bursts' p99 ${bursts.map((b) => ms(b.p99)).join(", ")}`;
+  const note = `served + refused of ${count} each burst: ${
+    bursts.map((b) => b.text).join("; ")
+  }; p50 ${ms(median(bursts.map((b) => b.p50)))}; bursts' p99 ${
+    bursts.map((b) => ms(b.p99)).join(", ")
+  }`;
   return {
     id: "5b",
     measure,

@@ -128,7 +128,8 @@ ${SERVER_TLS_HELP}
   end, as with nc: everything it sent before is written out.
 
 With --keep-open, Ctrl-C (SIGINT) or SIGTERM closes every client, prints
-one line of counters and exits 0.
+one line of counters and exits 0. A second signal, while that clean stop
+waits (on a stdout nobody reads, say), ends listen at once: 130 or 143.
 
 Exit status: 0 the client closed the connection (or reset it, as nc exits
 0 then), stdout's reader left, or stopped by a signal with --keep-open;
@@ -289,7 +290,11 @@ async function run(s: Settings): Promise<number> {
   let caught: Deno.Signal | undefined;
   const handlers = STOP_SIGNALS.map((name) => {
     const onSignal = () => {
-      caught ??= name;
+      // A second signal: the clean stop is stuck (a stdout nobody reads,
+      // say); end now, as a killed nc would. A Unix socket's file left
+      // behind is removed by the next listen on the path.
+      if (caught !== undefined) Deno.exit(128 + (SIGNAL_NUMBERS[name] ?? 0));
+      caught = name;
       listener.shutdown();
     };
     return [name, onSignal] as const;

@@ -252,8 +252,8 @@ async function sendFromRing(
 ): Promise<boolean> {
   const ring = handoff.go();
   state.onHandoff?.("stdin", state.result.sent);
-  // The ring was found empty after a timed sleep: the next sleep is
-  // untimed (see Ring.TIMED).
+  // The last sleep ended on its timer, not on a wake: if the ring is still
+  // empty, the next sleep is untimed (see Ring.TIMED).
   let timedOut = false;
   while (true) {
     const seq = ring.producerSeq();

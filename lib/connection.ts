@@ -337,19 +337,16 @@ export class Connection<A extends SocketAddress = NetAddress>
     // per call: the caller owns what it gets, never overwritten later.
     const buffer = new Uint8Array(Math.min(maxBytes, MAX_RECV_BUFFER));
     if (this.#closed || this.#idleTimeout !== undefined) {
-      return this.#read(buffer).then((n) =>
-        n === null ? null : buffer.subarray(0, n)
-      );
+      return this.#read(buffer).then((n) => received(buffer, n));
     }
     // The common case in one reaction, as in #read: with thousands of
     // connections idle in recv, each reaction and promise counts.
     return this.#conn.read(buffer).then(
       (n) =>
-        n === null
-          ? null
-          : n === 0
-          ? this.recv(maxBytes)
-          : buffer.subarray(0, n),
+        n === 0
+          // Not the end of stream: read again, as #read does.
+          ? this.#read(buffer).then((m) => received(buffer, m))
+          : received(buffer, n),
       (error) => {
         throw this.#error(error, "recv");
       },
@@ -540,6 +537,11 @@ export class Connection<A extends SocketAddress = NetAddress>
   #where(op: SocketOp): ErrorContext {
     return { op, ...peerFields(this.remoteAddr, this.localAddr) };
   }
+}
+
+/** What `recv` returns for a read of `n` bytes: `null` at end of stream. */
+function received(buffer: Uint8Array, n: number | null): Uint8Array | null {
+  return n === null ? null : buffer.subarray(0, n);
 }
 
 function toBytes(data: Uint8Array | string): Uint8Array {

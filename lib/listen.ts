@@ -198,9 +198,9 @@ export interface UnixListenOptions extends
   > {
   /**
    * The socket file to make. It must not exist (`EADDRINUSE` otherwise,
-   * as {@linkcode serve}'s): a file left by a server that crashed is
-   * removed first with {@linkcode removeStaleSocket}. It is removed when
-   * the listener ends.
+   * as {@linkcode serve}'s): remove a file left by a server that crashed
+   * first, with {@linkcode removeStaleSocket} (the CLI does). It is
+   * removed when the listener ends.
    */
   path: string;
 }

@@ -49,7 +49,9 @@ import {
 
 /**
  * What a handler and the hooks learn of a connection; `A` as
- * {@linkcode Connection}'s.
+ * {@linkcode Connection}'s. The server's object reads its addresses and
+ * signal through getters (each made on first read): read the fields, as
+ * `{ ...info }` or `JSON.stringify(info)` give only `id`.
  */
 export interface ConnectionInfo<A extends SocketAddress = NetAddress> {
   /** 1 for the first connection accepted, 2 for the next: arrival order. */
@@ -410,7 +412,7 @@ export class Server<A extends SocketAddress = NetAddress>
    * bookkeeping.
    */
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Made on the first burst: see {@linkcode Server.#nextTurn}. */
+  /** Made at the first turn the loop takes: see {@linkcode Server.#nextTurn}. */
   #turns: { channel: MessageChannel; wake?: () => void } | undefined;
 
   static {
@@ -493,26 +495,33 @@ export class Server<A extends SocketAddress = NetAddress>
 
   async #acceptLoop(): Promise<void> {
     let backoff = 0;
-    let inARow = 0;
-    while (!this.#stopping) {
-      if (++inARow > ACCEPTS_PER_TURN) {
-        inARow = 0;
-        await this.#nextTurn();
-        continue;
+    // Counted whether or not an accept waited: a turn every few accepts
+    // costs a few microseconds, and telling the two apart would cost more.
+    let sinceTurn = 0;
+    try {
+      while (!this.#stopping) {
+        if (++sinceTurn > ACCEPTS_PER_TURN) {
+          sinceTurn = 0;
+          await this.#nextTurn();
+          continue;
+        }
+        let conn: Accepted;
+        try {
+          conn = await this.#listener.accept();
+          backoff = 0;
+        } catch {
+          if (this.#stopping) return;
+          // Out of descriptors or the like: wait, then try again, as Go's
+          // net/http does, instead of giving up on every later client.
+          backoff = Math.min(backoff ? backoff * 2 : 5, MAX_ACCEPT_BACKOFF);
+          await this.#sleep(backoff);
+          continue;
+        }
+        this.#admit(conn);
       }
-      let conn: Accepted;
-      try {
-        conn = await this.#listener.accept();
-        backoff = 0;
-      } catch {
-        if (this.#stopping) return;
-        // Out of descriptors or the like: wait, then try again, as Go's
-        // net/http does, instead of giving up on every later client.
-        backoff = Math.min(backoff ? backoff * 2 : 5, MAX_ACCEPT_BACKOFF);
-        await this.#sleep(backoff);
-        continue;
-      }
-      this.#admit(conn);
+    } finally {
+      this.#turns?.channel.port1.close();
+      this.#turns?.channel.port2.close();
     }
   }
 
@@ -646,7 +655,7 @@ export class Server<A extends SocketAddress = NetAddress>
       () => this.#finish(entry, undefined),
       (error) => this.#finish(entry, { error }),
     );
-    if (handlerTimeout !== undefined && !entry.done) {
+    if (handlerTimeout !== undefined) {
       entry.deadline = performance.now() + handlerTimeout;
       this.#deadlineTimer ??= setTimeout(() => this.#expire(), handlerTimeout);
     }
@@ -807,8 +816,6 @@ export class Server<A extends SocketAddress = NetAddress>
     const deadline = shutdownDeadline(this.#options.shutdownTimeout);
     try {
       await this.#loop;
-      this.#turns?.channel.port1.close();
-      this.#turns?.channel.port2.close();
       if (this.#options.waitingOnShutdown === "refuse") this.#refuseWaiting();
       this.#idle = Promise.withResolvers();
       this.#startWaiting();
@@ -826,6 +833,7 @@ export class Server<A extends SocketAddress = NetAddress>
     } finally {
       deadline.clear();
       clearTimeout(this.#deadlineTimer);
+      this.#deadlineTimer = undefined;
       this.#othersDone.resolve();
     }
   }
@@ -1180,18 +1188,22 @@ async function listedAsListening(path: string): Promise<boolean> {
   } catch {
     return false;
   }
-  const names = new Set([path]);
+  let absolute = path;
   try {
-    if (!path.startsWith("/")) names.add(`${Deno.cwd()}/${path}`);
+    if (!path.startsWith("/")) absolute = `${Deno.cwd()}/${path}`;
   } catch {
-    // No permission to read the working directory: the path as given.
+    return false; // No permission to read the working directory.
   }
-  // "Num RefCount Protocol Flags Type St Inode Path", the path last.
+  // "Num RefCount Protocol Flags Type St Inode Path", the path last. Only
+  // absolute paths are compared: a relative one was bound relative to a
+  // directory this process does not know.
   for (const line of text.split("\n").slice(1)) {
-    const match = line.match(/^\S+ \S+ \S+ ([0-9A-Fa-f]+) \S+ \S+ +\d+ (.+)$/);
+    const match = line.match(
+      /^\S+ \S+ \S+ ([0-9A-Fa-f]+) \S+ \S+ +\d+ (\/.*)$/,
+    );
     if (
       match && (parseInt(match[1], 16) & ACCEPTING) !== 0 &&
-      names.has(match[2])
+      match[2] === absolute
     ) {
       return true;
     }

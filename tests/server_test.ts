@@ -489,9 +489,11 @@ Deno.test("serve(): handlerTimeout counts from each handler's own start, with on
   const started = new Map<number, number>();
   const aborted = new Map<number, number>();
   const errors = counter<unknown>();
+  const accepted = counter<number>();
   await using server = start({
     handlerTimeout: 300,
     concurrency: 3,
+    onAccept: (info) => accepted.hook(info.id),
     onError: (error) => errors.hook(error),
   }, (conn, info) => {
     started.set(info.id, performance.now());
@@ -504,6 +506,8 @@ Deno.test("serve(): handlerTimeout counts from each handler's own start, with on
     });
   });
   const first = visit(server.addr.port);
+  // Accepted first, so that it is id 1.
+  await accepted.reached(1);
   const second = visit(server.addr.port);
   assert.equal(await second, "quick");
   // The third starts later: its deadline is not the first's.
