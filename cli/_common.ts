@@ -8,7 +8,13 @@
 
 import { parseArgs } from "node:util";
 import { describe } from "../lib/_describe.ts";
-import { parsePort, validateHost, validatePath } from "../lib/address.ts";
+import {
+  isUnixAddress,
+  parsePort,
+  type SocketAddress,
+  validateHost,
+  validatePath,
+} from "../lib/address.ts";
 import { InvalidArgumentError, type SocketError } from "../lib/errors.ts";
 import type { PipeResult } from "../lib/_pipe.ts";
 
@@ -345,6 +351,20 @@ export function traceOption(values: ParsedArgs["values"]): boolean {
     throw new UsageError("-q and -v exclude each other: give one");
   }
   return values.quiet !== true;
+}
+
+/**
+ * An address in a JSON event: address, port and family, or on a Unix
+ * socket the path (`unixPath` in place of the address's own, which is
+ * empty on a client's end).
+ */
+export function addressJson(
+  addr: SocketAddress,
+  unixPath?: string,
+): Record<string, unknown> {
+  if (isUnixAddress(addr)) return { path: unixPath ?? addr.path };
+  const { address, port, family } = addr;
+  return { address, port, family };
 }
 
 /** One JSON object on one line of stdout. */

@@ -23,6 +23,7 @@ import {
 } from "../lib/listen.ts";
 import { removeStaleSocket } from "../lib/server.ts";
 import {
+  addressJson,
   type Command,
   hostArg,
   integerArg,
@@ -371,13 +372,6 @@ function stopped(result: ListenResult, s: Settings): void {
   }
 }
 
-/** The listening address in a JSON event: the path, or address and port. */
-function addressJson(addr: SocketAddress): Record<string, unknown> {
-  if (isUnixAddress(addr)) return { path: addr.path };
-  const { address, port, family } = addr;
-  return { address, port, family };
-}
-
 /** "127.0.0.1:9000", or the Unix socket's path. */
 function addressText(addr: SocketAddress): string {
   return isUnixAddress(addr) ? addr.path : formatAddress(addr);
@@ -385,10 +379,7 @@ function addressText(addr: SocketAddress): string {
 
 /** A client's fields in a JSON event; on a Unix socket, the path. */
 function peer(client: AnyClient, s: Settings): Record<string, unknown> {
-  const { remoteAddr } = client;
-  if (isUnixAddress(remoteAddr)) return { id: client.id, path: s.path };
-  const { address, port, family } = remoteAddr;
-  return { id: client.id, address, port, family };
+  return { id: client.id, ...addressJson(client.remoteAddr, s.path) };
 }
 
 /**

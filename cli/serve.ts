@@ -18,6 +18,7 @@ import {
   type ServerStats,
 } from "../lib/server.ts";
 import {
+  addressJson,
   type Command,
   hostArg,
   integerArg,
@@ -265,20 +266,10 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
   // Only once a socket exists: a bind error prints none of the lines.
   print("Socket successfully created", () => ({ event: "created" }));
   const addr: SocketAddress = server.addr;
-  if (isUnixAddress(addr)) {
-    print(`socket binded to ${addr.path}`, () => ({
-      event: "bound",
-      path: addr.path,
-    }));
-  } else {
-    const { address, port, family } = addr;
-    print(`socket binded to ${port}`, () => ({
-      event: "bound",
-      address,
-      port,
-      family,
-    }));
-  }
+  print(
+    `socket binded to ${isUnixAddress(addr) ? addr.path : addr.port}`,
+    () => ({ event: "bound", ...addressJson(addr) }),
+  );
   print("socket is listening", () => ({ event: "listening" }));
 
   const stopped = Promise.withResolvers<void>();
@@ -319,12 +310,9 @@ function from(info: Info): string {
   return `from ${pythonAddress(remoteAddr)}`;
 }
 
-/** A connection's fields in a JSON event. */
+/** A connection's fields in a JSON event (built only with --json). */
 function peer(info: Info): Record<string, unknown> {
-  const { remoteAddr } = info;
-  if (isUnixAddress(remoteAddr)) return { id: info.id, path: unixPath(info) };
-  const { address, port, family } = remoteAddr;
-  return { id: info.id, address, port, family };
+  return { id: info.id, ...addressJson(info.remoteAddr, unixPath(info)) };
 }
 
 /** The socket's path: the server's end has it, a client's end has none. */
