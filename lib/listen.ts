@@ -687,7 +687,7 @@ class Hub {
     this.#leave(peer, result);
     if (!this.#s.keepOpen || result.stdoutClosed) {
       this.#stopped = true;
-      // From inside the handler: resolves without waiting for this one.
+      // From inside the handler: resolves once the server stops accepting.
       this.closeAll();
       await this.#server?.shutdown();
     }

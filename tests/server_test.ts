@@ -995,37 +995,73 @@ Deno.test("serve(): a handler that awaits shutdown() does not wait for itself", 
       { accepted: 1, served: 1, failed: 0, refused: 0, waiting: 0, active: 0 },
     );
   });
-  await t.step("it still waits for the other handlers", async () => {
-    const events: string[] = [];
-    const other = gate();
-    const entered = counter();
-    const server: Server = start(
-      { concurrency: 2, onConnection: entered.hook },
-      async (_conn, info) => {
-        if (info.id === 1) {
-          await other.opened;
-          events.push("other handler done");
-          return;
-        }
-        await server.shutdown();
-        events.push("asker's shutdown resolved");
-      },
-    );
-    using first = await rawConnect(server.addr.port);
-    await within(entered.reached(1), 2000, "the first handler");
-    using second = await rawConnect(server.addr.port);
-    await within(entered.reached(2), 2000, "the second handler");
-    // Both are running; the asker waits for the first to finish.
-    other.open();
-    await within(server.finished, 2000, "finished");
-    assert.deepEqual(events, [
-      "other handler done",
-      "asker's shutdown resolved",
-    ]);
-    assert.equal(await readText(first), "");
-    assert.equal(await readText(second), "");
-    assert.equal(server.stats.served, 2);
-  });
+  await t.step(
+    "with another handler running: resolves once no longer accepting, and finished waits for both",
+    async () => {
+      const events: string[] = [];
+      const other = gate();
+      const entered = counter();
+      const server: Server = start(
+        { concurrency: 2, onConnection: entered.hook },
+        async (_conn, info) => {
+          if (info.id === 1) {
+            await other.opened;
+            events.push("other handler done");
+            return;
+          }
+          await server.shutdown();
+          events.push("asker's shutdown resolved");
+          // Stopped accepting: the port refuses now.
+          await assert.rejects(
+            Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }),
+            Deno.errors.ConnectionRefused,
+          );
+          other.open();
+        },
+      );
+      using first = await rawConnect(server.addr.port);
+      await within(entered.reached(1), 2000, "the first handler");
+      using second = await rawConnect(server.addr.port);
+      await within(entered.reached(2), 2000, "the second handler");
+      await within(server.finished, 2000, "finished");
+      events.push("finished");
+      assert.deepEqual(events, [
+        "asker's shutdown resolved",
+        "other handler done",
+        "finished",
+      ]);
+      assert.equal(await readText(first), "");
+      assert.equal(await readText(second), "");
+      assert.equal(server.stats.served, 2);
+    },
+  );
+  await t.step(
+    "called from another server's handler: that one waits for all",
+    async () => {
+      const stopped = gate();
+      const entered = counter();
+      const target: Server = start(
+        { onConnection: entered.hook },
+        async (conn) => {
+          await stopped.opened;
+          await conn.sendAll("late");
+        },
+      );
+      using held = await rawConnect(target.addr.port);
+      await within(entered.reached(1), 2000, "the target's handler");
+      await using asker = start({}, async (conn) => {
+        await target.shutdown();
+        await conn.sendAll(`target served ${target.stats.served}`);
+      });
+      const answer = visit(asker.addr.port);
+      stopped.open();
+      assert.equal(
+        await within(answer, 2000, "the asker's answer"),
+        "target served 1",
+      );
+      assert.equal(await readText(held), "late");
+    },
+  );
 });
 
 Deno.test("serve(): shutdownTimeout bounds refusals still being written (4 MiB to a client that never reads)", async () => {
