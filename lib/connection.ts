@@ -14,6 +14,7 @@ import {
   toSocketAddress,
 } from "./address.ts";
 import { type ErrorContext, fromRuntimeError } from "./_error_mapping.ts";
+import { watchIdle } from "./_idle.ts";
 import {
   InvalidArgumentError,
   MessageTooLargeError,
@@ -492,23 +493,24 @@ export class Connection<A extends SocketAddress = NetAddress>
    */
   #timedIo<T>(action: SocketOp, op: () => Promise<T>): Promise<T> {
     let timedOut = false;
-    const timer = setTimeout(() => {
+    // deno-lint-ignore no-non-null-assertion -- only called with the timeout
+    const watch = watchIdle(this.#idleTimeout!, () => {
       timedOut = true;
       this.close();
-    }, this.#idleTimeout);
+    });
     let pending: Promise<T>;
     try {
       pending = op();
     } catch (error) {
-      clearTimeout(timer);
+      watch.end();
       throw error;
     }
     return pending.then((result) => {
-      clearTimeout(timer);
+      watch.end();
       if (timedOut) throw this.#timeout(action);
       return result;
     }, (error) => {
-      clearTimeout(timer);
+      watch.end();
       throw timedOut ? this.#timeout(action) : this.#error(error, action);
     });
   }

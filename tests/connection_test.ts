@@ -563,6 +563,28 @@ boundedTest(
 );
 
 boundedTest(
+  "Connection: idleTimeout is each call's own: one timer serves them all, yet a later call outlives an earlier one's deadline",
+  async () => {
+    const TIMEOUT = 300;
+    await using early = await pair({ idleTimeout: TIMEOUT });
+    await using late = await pair({ idleTimeout: TIMEOUT });
+    const earlyRecv = rejectsWith(early.conn.recv(), TimeoutError, "ETIMEDOUT");
+    // Staggered on purpose: the second call's deadline is half a timeout on.
+    await new Promise((resolve) => setTimeout(resolve, TIMEOUT / 2));
+    const lateStarted = performance.now();
+    const lateRecv = rejectsWith(late.conn.recv(), TimeoutError, "ETIMEDOUT");
+    await earlyRecv;
+    assert.equal(late.conn.closed, false, "closed at the earlier deadline");
+    await lateRecv;
+    const lateElapsed = performance.now() - lateStarted;
+    assert.ok(
+      lateElapsed >= TIMEOUT - 10,
+      `the later one took ${lateElapsed} ms`,
+    );
+  },
+);
+
+boundedTest(
   "Connection: idleTimeout does not fire while data comes in time",
   async () => {
     await using p = await pair({ idleTimeout: 1000 });

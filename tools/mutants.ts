@@ -61,6 +61,14 @@ const MUTANTS: Mutant[] = [
     replace: "if (this.#idleTimeout === -1) return this.#timedIo(action, op);",
   },
   {
+    id: "idle-deadlines-shared",
+    what:
+      "the shared idle timer expires every pending call at the first deadline",
+    file: "lib/_idle.ts",
+    search: "while (head !== undefined && head.deadline <= now) {",
+    replace: "while (head !== undefined) {",
+  },
+  {
     id: "closewrite-does-nothing",
     what: "closeWrite() resolves without shutting the sending side",
     file: "lib/connection.ts",
@@ -133,6 +141,15 @@ const MUTANTS: Mutant[] = [
     file: "lib/server.ts",
     search: "const ACCEPTS_PER_TURN = 8;",
     replace: "const ACCEPTS_PER_TURN = 1e9;",
+  },
+  {
+    id: "handler-shutdown-waits-for-itself",
+    what:
+      "shutdown() called by a handler waits for every handler, its caller too",
+    file: "lib/server.ts",
+    search:
+      "return serverContext.getStore() === this ? this.#loop : this.finished;",
+    replace: "return this.finished;",
   },
   {
     id: "shutdown-forgets-waiting",
