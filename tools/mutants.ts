@@ -66,7 +66,8 @@ const MUTANTS: Mutant[] = [
       "the shared idle timer expires every pending call at the first deadline",
     file: "lib/_idle.ts",
     search: "while (head !== undefined && head.deadline <= now) {",
-    replace: "while (head !== undefined) {",
+    replace:
+      "while (head !== undefined && head.deadline <= now + this.#timeout) {",
   },
   {
     id: "closewrite-does-nothing",
