@@ -240,17 +240,22 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
       );
     },
   };
-  const handler = async (conn: Connection<SocketAddress>, info: Info) => {
-    // Only --busy waits, and only a wait can outlast the handler's time:
-    // without it, no signal is made per connection (reading info.signal
-    // makes one).
-    if (s.busy > 0) {
+  // Only --busy waits, and only a wait can outlast the handler's time:
+  // without it, no signal is made per connection (reading info.signal
+  // makes one), and no async frame either.
+  const greet = (conn: Connection<SocketAddress>) =>
+    hurry.signal.aborted
+      ? Promise.reject(new Skipped())
+      : conn.sendAll(s.message);
+  const handler = s.busy === 0
+    ? greet
+    : async (conn: Connection<SocketAddress>, info: Info) => {
       await sleep(s.busy, AbortSignal.any([info.signal, hurry.signal]));
-    }
-    if (hurry.signal.aborted) throw new Skipped();
-    if (s.busy > 0 && info.signal.aborted) throw info.signal.reason;
-    await conn.sendAll(s.message);
-  };
+      if (info.signal.aborted && !hurry.signal.aborted) {
+        throw info.signal.reason;
+      }
+      await greet(conn);
+    };
   if (s.path !== undefined && await removeStaleSocket(s.path)) {
     printError(`removed ${s.path}: a stale socket nobody listened on`);
   }
