@@ -1,8 +1,8 @@
 /**
  * The idle timeout's clock: one timer for every pending read and write
- * that waits the same time, instead of a timer set and cleared per call.
- * Per call that cost more than the rest of its bookkeeping: on a server
- * that greets and closes, 8 % of the accept rate.
+ * that waits the same time, instead of a timer set and cleared per call,
+ * which was about a tenth of the CLI server's CPU per connection (84 µs
+ * against 76 µs with the shared timer).
  *
  * @module
  */
@@ -29,8 +29,8 @@ export class IdleWatch {
     if (!this.done) this.#list.remove(this);
   }
 
-  /** Called by its list, once out of it. */
-  expire(): void {
+  /** Runs `onExpire`; called by its list, once out of it. */
+  fire(): void {
     this.#onExpire();
   }
 }
@@ -38,20 +38,19 @@ export class IdleWatch {
 /**
  * The pending calls of one timeout, oldest first. Each waits the same
  * time from when it was added, so deadlines grow along the list, and the
- * one timer is set for the head's (or earlier: it then sets itself again).
+ * one timer is set for the head's, or earlier: it then sets itself again.
  *
- * When the list empties, the timer is unref'd, not cleared: a call that
- * ends at once is the common case, and setting a timer costs 30 times
- * what ref'ing one does. An unref'd timer keeps no process alive, and
- * finding the list empty, it just ends.
+ * The timer is never cleared as the list empties (a call that ends at
+ * once is the common case, and setting a timer costs 30 times what
+ * leaving one does) and is unref'd: each watched call is a pending socket
+ * operation, which keeps the process alive by itself. A timer that finds
+ * the list empty ends it.
  */
 class WatchList {
   readonly #timeout: number;
   #head: IdleWatch | undefined;
   #tail: IdleWatch | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  /** The timer keeps the process alive: some call is pending. */
-  #refed = false;
 
   constructor(timeout: number) {
     this.#timeout = timeout;
@@ -67,12 +66,7 @@ class WatchList {
     if (this.#tail) this.#tail.next = watch;
     else this.#head = watch;
     this.#tail = watch;
-    if (this.#timer === undefined) {
-      this.#arm(this.#timeout);
-    } else if (!this.#refed) {
-      Deno.refTimer(this.#timer);
-      this.#refed = true;
-    }
+    if (this.#timer === undefined) this.#arm(this.#timeout);
     return watch;
   }
 
@@ -83,36 +77,38 @@ class WatchList {
     if (watch.next) watch.next.prev = watch.prev;
     else this.#tail = watch.prev;
     watch.prev = watch.next = undefined;
-    if (this.#head === undefined && this.#refed) {
-      // deno-lint-ignore no-non-null-assertion -- ref'd only while set
-      Deno.unrefTimer(this.#timer!);
-      this.#refed = false;
-    }
   }
 
   #arm(delay: number): void {
-    this.#timer = setTimeout(() => this.#expire(), delay);
-    this.#refed = true;
+    this.#timer = setTimeout(() => this.#sweep(), delay);
+    Deno.unrefTimer(this.#timer);
   }
 
-  #expire(): void {
+  /** Fires the expired calls, then waits for the next deadline, if any. */
+  #sweep(): void {
     this.#timer = undefined;
-    this.#refed = false;
     const now = performance.now();
-    let head = this.#head;
-    while (head !== undefined && head.deadline <= now) {
-      this.remove(head);
-      head.expire();
-      head = this.#head;
-    }
-    // Set for a call since ended, or a fraction of a millisecond early:
-    // wait for the head's own deadline.
-    if (head !== undefined && this.#timer === undefined) {
-      this.#arm(head.deadline - now);
+    try {
+      let head = this.#head;
+      while (head !== undefined && head.deadline <= now) {
+        this.remove(head);
+        head.fire();
+        head = this.#head;
+      }
+    } finally {
+      const head = this.#head;
+      if (head === undefined) {
+        if (this.#timer === undefined) lists.delete(this.#timeout);
+      } else if (this.#timer === undefined) {
+        // Set for a call since ended, or a fraction of a millisecond
+        // early: wait for the head's own deadline.
+        this.#arm(head.deadline - now);
+      }
     }
   }
 }
 
+/** The lists by timeout, each kept while it has calls or a timer. */
 const lists = new Map<number, WatchList>();
 
 /**

@@ -448,14 +448,15 @@ export class Server<A extends SocketAddress = NetAddress>
    * Stops the server: stops accepting and closes the listener, serves or
    * refuses the waiting connections (`waitingOnShutdown`), lets running
    * handlers finish and refusals be written (all within
-   * `shutdownTimeout`), then resolves. Calling it again returns the same
-   * promise.
+   * `shutdownTimeout`), then resolves. Calling it again stops nothing
+   * more and returns the same promise as before from the same side.
    *
    * A handler may call it too. Awaiting the handlers there would wait for
    * the caller itself forever, so called from inside this server (its
-   * handlers and hooks, or code they started) the promise resolves once
-   * the server has stopped accepting; {@linkcode Server.finished} still
-   * waits for every handler, the caller's too.
+   * handlers, the hooks it calls per connection, or code they started)
+   * the promise resolves once the server has stopped accepting;
+   * {@linkcode Server.finished} still waits for every handler, the
+   * caller's too.
    *
    * @example Stop from inside a handler
    * ```ts
@@ -476,7 +477,10 @@ export class Server<A extends SocketAddress = NetAddress>
   shutdown(): Promise<void> {
     if (!this.#stopping) {
       this.#stopping = true;
-      this.#stop().then(this.#stopped.resolve, this.#stopped.reject);
+      // In the server's context, as the accept loop: a handler the stop
+      // starts (a waiting connection served) counts as inside too.
+      serverContext.run(this, () => this.#stop())
+        .then(this.#stopped.resolve, this.#stopped.reject);
     }
     return serverContext.getStore() === this ? this.#loop : this.finished;
   }
