@@ -11,7 +11,8 @@
 export class IdleWatch {
   /** When it expires, in `performance.now()` milliseconds. */
   readonly deadline: number;
-  readonly #onExpire: () => void;
+  /** Runs if the call has not ended by the deadline; called by its list. */
+  readonly onExpire: () => void;
   readonly #list: WatchList;
   prev: IdleWatch | undefined;
   next: IdleWatch | undefined;
@@ -21,17 +22,12 @@ export class IdleWatch {
   constructor(list: WatchList, deadline: number, onExpire: () => void) {
     this.#list = list;
     this.deadline = deadline;
-    this.#onExpire = onExpire;
+    this.onExpire = onExpire;
   }
 
   /** The call made progress or failed: it no longer waits. */
   end(): void {
     if (!this.done) this.#list.remove(this);
-  }
-
-  /** Runs `onExpire`; called by its list, once out of it. */
-  fire(): void {
-    this.#onExpire();
   }
 }
 
@@ -92,7 +88,7 @@ class WatchList {
       let head = this.#head;
       while (head !== undefined && head.deadline <= now) {
         this.remove(head);
-        head.fire();
+        head.onExpire();
         head = this.#head;
       }
     } finally {

@@ -563,9 +563,7 @@ class Ring {
       !urgent && this.fill() < Ring.BATCH &&
       Atomics.load(this.ctl, Ring.TIMED) === 1
     ) return;
-    if (Atomics.exchange(this.ctl, Ring.CONSUMER_WAITS, 0) !== 0) {
-      this.wake(Ring.PRODUCER_SEQ);
-    }
+    this.#wakeIfWaiting(Ring.PRODUCER_SEQ, Ring.CONSUMER_WAITS);
   }
 
   consumed(n: number): void {
@@ -649,6 +647,11 @@ class Ring {
    */
   #event(seq: number, waits: number): void {
     Atomics.add(this.ctl, seq, 1);
+    this.#wakeIfWaiting(seq, waits);
+  }
+
+  /** Wakes the other side if it said it sleeps (`waits` set), once. */
+  #wakeIfWaiting(seq: number, waits: number): void {
     if (Atomics.exchange(this.ctl, waits, 0) !== 0) this.wake(seq);
   }
 }
@@ -778,9 +781,9 @@ function startWorker(role: Role, state: PipeState): Handoff {
   const worker = new Worker(url, { type: "module" });
   state.workers.push(worker);
   const { promise: ended, resolve } = Promise.withResolvers<WorkerEnd>();
-  let wakeUp: ((timedOut: boolean) => void) | undefined;
+  let wakeUp: (() => void) | undefined;
   const wakeAll = (): void => {
-    wakeUp?.(false);
+    wakeUp?.();
     wakeUp = undefined;
   };
   const handoff = {
@@ -798,16 +801,16 @@ function startWorker(role: Role, state: PipeState): Handoff {
       // early: harmless, the caller looks at the ring again.
       const { promise, resolve } = Promise.withResolvers<boolean>();
       if (ms === undefined) {
-        wakeUp = resolve;
+        wakeUp = () => resolve(false);
         return promise;
       }
       const timer = setTimeout(() => {
         wakeUp = undefined;
         resolve(true);
       }, ms);
-      wakeUp = (timedOut) => {
+      wakeUp = () => {
         clearTimeout(timer);
-        resolve(timedOut);
+        resolve(false);
       };
       return promise;
     },

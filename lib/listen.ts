@@ -190,6 +190,14 @@ export interface ListenOptions<A extends SocketAddress = NetAddress> {
  * in place of `hostname` and `port`. No `allow`/`deny` (clients of a Unix
  * socket have no address to match) and no `tls` (Deno has no TLS listener
  * there); giving any of them with `path` is `EINVAL`.
+ *
+ * @example
+ * ```ts
+ * import type { UnixListenOptions } from "@socket-programming/socket";
+ *
+ * const options: UnixListenOptions = { path: "/tmp/chat.sock", keepOpen: true };
+ * console.log(options.path); // "/tmp/chat.sock"
+ * ```
  */
 export interface UnixListenOptions extends
   Omit<

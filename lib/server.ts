@@ -325,6 +325,12 @@ class Info implements AnyInfo {
   }
 }
 
+/** The accept loop's channel for its turns, and who waits for one. */
+interface Turns {
+  channel: MessageChannel;
+  wake?: () => void;
+}
+
 /** A connection in the server's hands, waiting or running. */
 interface Entry {
   conn: Connection<SocketAddress>;
@@ -412,7 +418,7 @@ export class Server<A extends SocketAddress = NetAddress>
    */
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
   /** Made at the first turn the loop takes: see {@linkcode Server.#nextTurn}. */
-  #turns: { channel: MessageChannel; wake?: () => void } | undefined;
+  #turns: Turns | undefined;
 
   static {
     makeServer = (listener, handler, settings) =>
@@ -532,9 +538,7 @@ export class Server<A extends SocketAddress = NetAddress>
    */
   #nextTurn(): Promise<void> {
     if (this.#turns === undefined) {
-      const turns: { channel: MessageChannel; wake?: () => void } = {
-        channel: new MessageChannel(),
-      };
+      const turns: Turns = { channel: new MessageChannel() };
       turns.channel.port2.onmessage = () => turns.wake?.();
       this.#turns = turns;
     }
@@ -669,7 +673,6 @@ export class Server<A extends SocketAddress = NetAddress>
       // deno-lint-ignore no-non-null-assertion -- set for all with the timeout
       const left = entry.deadline! - now;
       if (left > 0) {
-        clearTimeout(this.#deadlineTimer);
         this.#deadlineTimer = setTimeout(() => this.#expire(), left);
         return;
       }

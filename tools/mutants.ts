@@ -131,9 +131,9 @@ const MUTANTS: Mutant[] = [
     what:
       "handlerTimeout's one timer aborts every running handler at the first deadline",
     file: "lib/server.ts",
-    search: "      if (left > 0) {\n        clearTimeout(this.#deadlineTimer);",
+    search: "      if (left > 0) {\n        this.#deadlineTimer = setTimeout(",
     replace:
-      "      if (left > Infinity) {\n        clearTimeout(this.#deadlineTimer);",
+      "      if (left > Infinity) {\n        this.#deadlineTimer = setTimeout(",
   },
   {
     id: "accept-loop-never-turns",

@@ -126,10 +126,8 @@ async function admit(backlog: number, busyMs: number): Promise<void> {
 if (kind === "greet" && mode === "raw") await greetRaw();
 else if (kind === "greet" && mode === "serve") await greetServe();
 else if (kind === "hold" && mode === "raw") await holdRaw(Number(arg));
-else if (kind === "hold" && mode === "serve") {
-  await holdServe(Number(arg), false);
-} else if (kind === "hold" && mode === "serve-async") {
-  await holdServe(Number(arg), true);
+else if (kind === "hold" && (mode === "serve" || mode === "serve-async")) {
+  await holdServe(Number(arg), mode === "serve-async");
 } else if (kind === "admit") await admit(Number(mode), Number(arg));
 else {
   console.error("usage: deno_server.ts greet|hold|admit MODE [ARG]");
