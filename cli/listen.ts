@@ -166,11 +166,10 @@ const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
   ? ["SIGINT"]
   : ["SIGINT", "SIGTERM"];
 
-/** A stop signal's number, for the exit status 128 + N of a killed program. */
-const SIGNAL_NUMBERS: Partial<Record<Deno.Signal, number>> = {
-  SIGINT: 2,
-  SIGTERM: 15,
-};
+/** The exit status of a program killed by a stop signal: 128 + its number. */
+function signalStatus(name: Deno.Signal): number {
+  return 128 + (name === "SIGTERM" ? 15 : 2);
+}
 
 /** The `listen` command. */
 export const listenCommand: Command = {
@@ -289,21 +288,21 @@ async function run(s: Settings): Promise<number> {
   // soon as it is read must find them.
   const stoppable = s.keepOpen || s.path !== undefined;
   let caught: Deno.Signal | undefined;
-  const handlers = STOP_SIGNALS.map((name) => {
-    const onSignal = () => {
-      // A second signal: the clean stop is stuck (a stdout nobody reads,
-      // say); end now, as a killed nc would. A Unix socket's file left
-      // behind is removed by the next listen on the path.
-      if (caught !== undefined) Deno.exit(128 + (SIGNAL_NUMBERS[name] ?? 0));
-      caught = name;
-      listener.shutdown();
-    };
-    return [name, onSignal] as const;
-  });
-  if (stoppable) {
-    for (const [name, onSignal] of handlers) {
-      Deno.addSignalListener(name, onSignal);
-    }
+  const handlers = stoppable
+    ? STOP_SIGNALS.map((name) => {
+      const onSignal = () => {
+        // A second signal: the clean stop is stuck (a stdout nobody reads,
+        // say); end now, as a killed nc would. A Unix socket's file left
+        // behind is removed by the next listen on the path.
+        if (caught !== undefined) Deno.exit(signalStatus(name));
+        caught = name;
+        listener.shutdown();
+      };
+      return [name, onSignal] as const;
+    })
+    : [];
+  for (const [name, onSignal] of handlers) {
+    Deno.addSignalListener(name, onSignal);
   }
   const addr: SocketAddress = listener.addr;
   if (s.json) printJson({ event: "listening", ...addressJson(addr) });
@@ -312,16 +311,14 @@ async function run(s: Settings): Promise<number> {
   try {
     result = await listener.finished;
   } finally {
-    if (stoppable) {
-      for (const [name, onSignal] of handlers) {
-        Deno.removeSignalListener(name, onSignal);
-      }
+    for (const [name, onSignal] of handlers) {
+      Deno.removeSignalListener(name, onSignal);
     }
   }
   if (s.keepOpen) stopped(result, s);
   // Without --keep-open a signal cut the session short: say so in the
   // status, as a killed nc's shell would see it.
-  else if (caught !== undefined) return 128 + (SIGNAL_NUMBERS[caught] ?? 0);
+  else if (caught !== undefined) return signalStatus(caught);
   // cli.ts exits with the code returned, ending a read of stdin still
   // pending (in a worker, only an exit ends it).
   // The connection's end was said by its "closed" event already.

@@ -219,14 +219,14 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
     idleTimeout: s.idle === 0 ? undefined : s.idle,
     handlerTimeout: s.maxTime === 0 ? undefined : s.maxTime,
     onConnection: (info: Info) =>
-      print(`Got connection ${from(info)}`, () => ({
+      print(`Got connection ${from(info, s.path)}`, () => ({
         event: "connection",
-        ...peer(info),
+        ...peer(info, s.path),
       })),
     onRefused: (info: Info) =>
       print(
-        `Refused connection ${from(info)}: backlog full`,
-        () => ({ event: "refused", ...peer(info) }),
+        `Refused connection ${from(info, s.path)}: backlog full`,
+        () => ({ event: "refused", ...peer(info, s.path) }),
       ),
     onError: (error: unknown, info: Info) => {
       if (error instanceof Skipped) {
@@ -234,7 +234,7 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
         return;
       }
       printError(
-        `connection ${from(info)} failed: ${
+        `connection ${from(info, s.path)} failed: ${
           error instanceof Error ? error.message : String(error)
         }`,
       );
@@ -304,26 +304,19 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
 
 type Info = ConnectionInfo<SocketAddress>;
 
-/** "from ('127.0.0.1', 5000)", or "on PATH (client #3)" on a Unix socket. */
-function from(info: Info): string {
-  // Both ends are of one kind; the local end is read only when needed
-  // (each address is made on first read, and this runs per connection).
+/**
+ * "from ('127.0.0.1', 5000)", or "on PATH (client #3)" on the Unix socket
+ * at `path` (a client's end has no path of its own).
+ */
+function from(info: Info, path: string | undefined): string {
   const { remoteAddr } = info;
-  if (isUnixAddress(remoteAddr)) {
-    return `on ${unixPath(info)} (client #${info.id})`;
-  }
+  if (isUnixAddress(remoteAddr)) return `on ${path} (client #${info.id})`;
   return `from ${pythonAddress(remoteAddr)}`;
 }
 
 /** A connection's fields in a JSON event (built only with --json). */
-function peer(info: Info): Record<string, unknown> {
-  return { id: info.id, ...addressJson(info.remoteAddr, unixPath(info)) };
-}
-
-/** The socket's path: the server's end has it, a client's end has none. */
-function unixPath(info: Info): string {
-  const { localAddr } = info;
-  return isUnixAddress(localAddr) ? localAddr.path : "";
+function peer(info: Info, path: string | undefined): Record<string, unknown> {
+  return { id: info.id, ...addressJson(info.remoteAddr, path) };
 }
 
 /** The first signal's line: what is left to do, and how to skip it. */

@@ -1159,17 +1159,17 @@ async function listedAsListening(path: string): Promise<boolean> {
   const table = "/proc/net/unix";
   const { state } = await Deno.permissions.query({ name: "read", path: table });
   if (state !== "granted") return false;
-  let text: string;
-  try {
-    text = await Deno.readTextFile(table);
-  } catch {
-    return false;
-  }
   let absolute = path;
   try {
     if (!path.startsWith("/")) absolute = `${Deno.cwd()}/${path}`;
   } catch {
     return false; // No permission to read the working directory.
+  }
+  let text: string;
+  try {
+    text = await Deno.readTextFile(table);
+  } catch {
+    return false;
   }
   // "Num RefCount Protocol Flags Type St Inode Path", the path last. Only
   // absolute paths are compared: a relative one was bound relative to a
