@@ -597,11 +597,6 @@ interface Peer {
   conn: Connection<SocketAddress>;
   queue: Queue;
   dropped: boolean;
-  /**
-   * Closed by the listener's shutdown (or stdout's reader leaving): the
-   * error its pipe ends with is of our making, not the connection's.
-   */
-  shutDown: boolean;
 }
 
 /** The state of one listener's clients, stdin and stdout. */
@@ -678,7 +673,6 @@ class Hub {
       conn,
       queue: new Queue(this.#s.queueBytes),
       dropped: false,
-      shutDown: false,
     };
     this.#join(peer);
     let result: PipeResult;
@@ -725,7 +719,9 @@ class Hub {
     if (result.stdinError) this.#result.stdinError ??= result.stdinError;
     if (result.stdoutError) this.#result.stdoutError ??= result.stdoutError;
     if (result.stdoutClosed) this.#result.stdoutClosed = true;
-    const error = peer.dropped || peer.shutDown
+    // Dropped, or closed by the listener's stop (every client still here
+    // then was): the error its pipe ended with is of our making.
+    const error = peer.dropped || this.#stopped
       ? undefined
       : result.connectionError;
     if (!this.#s.keepOpen && error) this.#result.connectionError = error;
@@ -743,7 +739,6 @@ class Hub {
     this.#stopped = true;
     this.#arrival?.resolve();
     for (const peer of this.#peers) {
-      peer.shutDown = true;
       peer.queue.end();
       peer.conn.close();
     }
