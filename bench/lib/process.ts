@@ -5,13 +5,20 @@
  * @module
  */
 
-/** Lines of a child's stdout, read as they come. */
+/**
+ * A child's stdout: lines while the harness waits for one, then read to the
+ * end as bytes, with no decoding, as `cat > /dev/null` would, so that the
+ * harness's own work on a chatty peer (the CLI server's line per
+ * connection) does not take the two cores from what is measured.
+ */
 export class LineReader {
-  readonly #lines: AsyncIterator<string>;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #decoder = new TextDecoder();
+  #text = "";
   readonly seen: string[] = [];
 
   constructor(stream: ReadableStream<Uint8Array>) {
-    this.#lines = lines(stream)[Symbol.asyncIterator]();
+    this.#reader = stream.getReader();
   }
 
   /** Waits for a line that matches, up to `ms`; returns its match. */
@@ -25,16 +32,16 @@ export class LineReader {
     });
     try {
       while (true) {
-        const next = await Promise.race([this.#lines.next(), late]);
-        if (next.done) {
+        const line = await Promise.race([this.#nextLine(), late]);
+        if (line === undefined) {
           throw new Error(
             `output ended before a line matching ${pattern}: ${
               this.seen.slice(-3).join(" | ")
             }`,
           );
         }
-        this.seen.push(next.value);
-        const match = next.value.match(pattern);
+        this.seen.push(line);
+        const match = line.match(pattern);
         if (match) return match;
       }
     } finally {
@@ -44,23 +51,29 @@ export class LineReader {
 
   /** Reads the rest, so the child never blocks on a full pipe. */
   async drain(): Promise<void> {
-    while (!(await this.#lines.next()).done) {
-      // Discard.
+    while (!(await this.#reader.read()).done) {
+      // Discard, undecoded.
     }
   }
-}
 
-async function* lines(stream: ReadableStream<Uint8Array>) {
-  let rest = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    rest += text;
-    let newline;
-    while ((newline = rest.indexOf("\n")) >= 0) {
-      yield rest.slice(0, newline);
-      rest = rest.slice(newline + 1);
+  /** The next whole line, or the unterminated rest; undefined at the end. */
+  async #nextLine(): Promise<string | undefined> {
+    while (true) {
+      const newline = this.#text.indexOf("\n");
+      if (newline >= 0) {
+        const line = this.#text.slice(0, newline);
+        this.#text = this.#text.slice(newline + 1);
+        return line;
+      }
+      const { done, value } = await this.#reader.read();
+      if (done) {
+        const rest = this.#text + this.#decoder.decode();
+        this.#text = "";
+        return rest === "" ? undefined : rest;
+      }
+      this.#text += this.#decoder.decode(value, { stream: true });
     }
   }
-  if (rest) yield rest;
 }
 
 /** A running peer; `stop()` (or `await using`) kills it and waits. */
