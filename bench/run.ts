@@ -222,8 +222,10 @@ async function greetOnce(
   await using server = new Peer(command, args, {});
   const [, portText] = await server.waitFor(ready);
   const port = Number(portText);
-  // The CLI prints a line per connection: read them as they come, as a
-  // terminal or a log would, so that a full pipe never stalls it.
+  // The CLI prints a line per connection: its output is read as it comes,
+  // as a terminal or a log would take it, so that a full pipe never stalls
+  // it; read undecoded, so that the harness takes as little of the two
+  // cores as `cat` would.
   const drained = server.out.drain().catch(() => {});
   const out = await run(tools.bin!.loadgen, [
     "greet",
@@ -358,7 +360,7 @@ async function acceptRate(s: Settings, tools: Tools): Promise<Row[]> {
         "cli.ts serve (a line per connection)",
         byName(name),
         target,
-        "cli.ts serve --concurrency 64 --backlog 128, its lines read",
+        "cli.ts serve --concurrency 64 --backlog 128, its output read to the end undecoded, as cat would",
       )
     ),
   ];
