@@ -123,6 +123,8 @@ interface Tools {
   ccError?: string;
   telnet?: boolean;
   telnetReason?: string;
+  /** Clock ticks per second of /proc's CPU times, where there is a /proc. */
+  clockTicks?: number;
 }
 
 async function findTools(tmp: string): Promise<Tools> {
@@ -135,6 +137,7 @@ async function findTools(tmp: string): Promise<Tools> {
     socat: await which("socat"),
     openssl: await which("openssl"),
     ncat: await which("ncat"),
+    clockTicks: await clockTicks(),
   };
   if (tools.cc) {
     try {
@@ -175,6 +178,36 @@ async function findTools(tmp: string): Promise<Tools> {
   return tools;
 }
 
+/** `getconf CLK_TCK`, where there is a /proc to read CPU times from. */
+async function clockTicks(): Promise<number | undefined> {
+  try {
+    await Deno.stat("/proc/self/stat");
+    return Number((await run("getconf", ["CLK_TCK"])).trim()) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU time a process has used so far, every thread, user and system, in
+ * µs; undefined without /proc.
+ */
+async function cpuMicros(
+  pid: number,
+  ticks: number | undefined,
+): Promise<number | undefined> {
+  if (ticks === undefined) return undefined;
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    // The fields after the command's name, which may hold spaces: utime and
+    // stime are the 14th and 15th of the line.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 1e6 / ticks;
+  } catch {
+    return undefined;
+  }
+}
+
 function noCompiler(tools: Tools): string {
   return tools.cc
     ? `cc failed: ${tools.ccError}`
@@ -211,6 +244,8 @@ interface GreetResult {
   p50: number;
   p99: number;
   errors: number;
+  /** The server's CPU time per connection, µs; undefined without /proc. */
+  cpu: number | undefined;
 }
 
 async function greetOnce(
@@ -227,6 +262,7 @@ async function greetOnce(
   // it; read undecoded, so that the harness takes as little of the two
   // cores as `cat` would.
   const drained = server.out.drain().catch(() => {});
+  const cpuBefore = await cpuMicros(server.pid, tools.clockTicks);
   const out = await run(tools.bin!.loadgen, [
     "greet",
     "127.0.0.1",
@@ -235,6 +271,7 @@ async function greetOnce(
     String(s.loadProcs),
     GREETING,
   ]);
+  const cpuAfter = await cpuMicros(server.pid, tools.clockTicks);
   const r = JSON.parse(out);
   await server.stop();
   await drained;
@@ -243,7 +280,17 @@ async function greetOnce(
     p50: r.p50,
     p99: r.p99,
     errors: r.errors,
+    cpu: cpuBefore === undefined || cpuAfter === undefined
+      ? undefined
+      : (cpuAfter - cpuBefore) / r.connections,
   };
+}
+
+/** ", 66 µs of CPU a connection": the server's, the median of the rounds. */
+function cpuText(rs: GreetResult[]): string {
+  const cpus = rs.flatMap((r) => r.cpu === undefined ? [] : [r.cpu]);
+  if (cpus.length === 0) return "";
+  return `, ${median(cpus).toFixed(0)} µs of CPU a connection`;
 }
 
 async function acceptRate(s: Settings, tools: Tools): Promise<Row[]> {
@@ -320,7 +367,7 @@ async function acceptRate(s: Settings, tools: Tools): Promise<Row[]> {
         ms(median(rs.map((r) => r.p50)))
       }, p99 ${ms(median(rs.map((r) => r.p99)))}, ${
         rs.reduce((a, r) => a + r.errors, 0)
-      } errors`,
+      } errors${cpuText(rs)}`,
     };
   };
   const compare = (
