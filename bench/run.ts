@@ -245,7 +245,7 @@ interface GreetResult {
   p99: number;
   errors: number;
   /** The server's CPU time per connection, µs; undefined without /proc. */
-  cpu: number | undefined;
+  cpuPerConnection: number | undefined;
 }
 
 async function greetOnce(
@@ -259,9 +259,8 @@ async function greetOnce(
   const port = Number(portText);
   // The CLI prints a line per connection: its output is read as it comes,
   // as a terminal or a log would take it, so that a full pipe never stalls
-  // it; read undecoded, so that the harness takes as little of the two
-  // cores as `cat` would.
-  const drained = server.out.drain().catch(() => {});
+  // it (undecoded: see LineReader). `stop()` waits for the reading to end.
+  server.drain().catch(() => {});
   const cpuBefore = await cpuMicros(server.pid, tools.clockTicks);
   const out = await run(tools.bin!.loadgen, [
     "greet",
@@ -274,13 +273,12 @@ async function greetOnce(
   const cpuAfter = await cpuMicros(server.pid, tools.clockTicks);
   const r = JSON.parse(out);
   await server.stop();
-  await drained;
   return {
     rate: r.connections / r.seconds,
     p50: r.p50,
     p99: r.p99,
     errors: r.errors,
-    cpu: cpuBefore === undefined || cpuAfter === undefined
+    cpuPerConnection: cpuBefore === undefined || cpuAfter === undefined
       ? undefined
       : (cpuAfter - cpuBefore) / r.connections,
   };
@@ -288,7 +286,9 @@ async function greetOnce(
 
 /** ", 66 µs of CPU a connection": the server's, the median of the rounds. */
 function cpuText(rs: GreetResult[]): string {
-  const cpus = rs.flatMap((r) => r.cpu === undefined ? [] : [r.cpu]);
+  const cpus = rs.flatMap((r) =>
+    r.cpuPerConnection === undefined ? [] : [r.cpuPerConnection]
+  );
   if (cpus.length === 0) return "";
   return `, ${median(cpus).toFixed(0)} µs of CPU a connection`;
 }
@@ -407,7 +407,7 @@ async function acceptRate(s: Settings, tools: Tools): Promise<Row[]> {
         "cli.ts serve (a line per connection)",
         byName(name),
         target,
-        "cli.ts serve --concurrency 64 --backlog 128, its output read to the end undecoded, as cat would",
+        "cli.ts serve --concurrency 64 --backlog 128, its output read as it comes, undecoded",
       )
     ),
   ];
@@ -1015,7 +1015,7 @@ async function handshakeRate(
   // s_server ends at the end of its stdin: a pipe kept open.
   await using server = new Peer(command, args, { stdin: true });
   const [, port] = await server.waitFor(ready);
-  const drained = server.out.drain().catch(() => {});
+  server.drain().catch(() => {});
   const start = performance.now();
   const out = await run(tools.openssl!, [
     "s_time",
@@ -1029,7 +1029,6 @@ async function handshakeRate(
   ]);
   const seconds = (performance.now() - start) / 1000;
   await server.stop();
-  await drained;
   const count = Number(out.match(/(\d+) connections in [\d.]+s/)?.[1]);
   if (!(count > 0)) throw new Error(`s_time: no connections: ${out.trim()}`);
   return count / seconds;

@@ -7,14 +7,16 @@
 
 /**
  * A child's stdout: lines while the harness waits for one, then read to the
- * end as bytes, with no decoding, as `cat > /dev/null` would, so that the
- * harness's own work on a chatty peer (the CLI server's line per
- * connection) does not take the two cores from what is measured.
+ * end undecoded, so that the harness's own work on a chatty peer (the CLI
+ * server's line per connection) takes as little as it can of the two cores
+ * the measure runs on.
  */
 export class LineReader {
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
   readonly #decoder = new TextDecoder();
   #text = "";
+  /** A line being read that a timed-out wait left for the next one. */
+  #next: Promise<string | undefined> | undefined;
   readonly seen: string[] = [];
 
   constructor(stream: ReadableStream<Uint8Array>) {
@@ -32,7 +34,9 @@ export class LineReader {
     });
     try {
       while (true) {
-        const line = await Promise.race([this.#nextLine(), late]);
+        this.#next ??= this.#nextLine();
+        const line = await Promise.race([this.#next, late]);
+        this.#next = undefined;
         if (line === undefined) {
           throw new Error(
             `output ended before a line matching ${pattern}: ${
@@ -51,6 +55,7 @@ export class LineReader {
 
   /** Reads the rest, so the child never blocks on a full pipe. */
   async drain(): Promise<void> {
+    await this.#next;
     while (!(await this.#reader.read()).done) {
       // Discard, undecoded.
     }
@@ -126,10 +131,18 @@ export class Peer implements AsyncDisposable {
     await this.#child.stdin.close();
   }
 
+  /**
+   * Reads the child's stdout to the end (once, however many ask), so that
+   * it never blocks on a full pipe.
+   */
+  drain(): Promise<void> {
+    this.#drained ??= this.out.drain();
+    return this.#drained;
+  }
+
   /** Waits for the child to exit on its own; its stdout is read to the end. */
   async exited(): Promise<{ code: number; stderr: string }> {
-    this.#drained ??= this.out.drain();
-    await this.#drained;
+    await this.drain();
     const status = await this.#status;
     return { code: status.code, stderr: await this.#stderr };
   }
@@ -146,8 +159,7 @@ export class Peer implements AsyncDisposable {
     } catch {
       // Not piped, or closed already.
     }
-    this.#drained ??= this.out.drain().catch(() => {});
-    await this.#drained;
+    await this.drain().catch(() => {});
     await this.#status;
     await this.#stderr;
   }
