@@ -208,26 +208,30 @@ async function run(s: ServeSettings, out: LineWriter): Promise<number> {
   // A second signal cuts the busy waits short and skips unsent greetings.
   const hurry = new AbortController();
   let skipped = 0;
-  // The JSON event is built only for --json: the text lines are on the
-  // accept path, once per connection.
+  // The JSON event is built only for --json.
   const print = (line: string, event: () => Record<string, unknown>) =>
     out.line(s.json ? JSON.stringify(event()) : line);
+  // A hook per connection, on the accept path: the text or the JSON form,
+  // chosen once, so that a connection builds only the one it prints.
+  const connectionLine = (event: string, line: (who: string) => string) =>
+    s.json
+      ? (info: Info) =>
+        out.line(JSON.stringify({ event, ...peer(info, s.path) }))
+      : (info: Info) => out.line(line(from(info, s.path)));
   const common = {
     backlog: s.backlog,
     concurrency: s.concurrency,
     refusalMessage: s.refusal,
     idleTimeout: s.idle === 0 ? undefined : s.idle,
     handlerTimeout: s.maxTime === 0 ? undefined : s.maxTime,
-    onConnection: (info: Info) =>
-      print(`Got connection ${from(info, s.path)}`, () => ({
-        event: "connection",
-        ...peer(info, s.path),
-      })),
-    onRefused: (info: Info) =>
-      print(
-        `Refused connection ${from(info, s.path)}: backlog full`,
-        () => ({ event: "refused", ...peer(info, s.path) }),
-      ),
+    onConnection: connectionLine(
+      "connection",
+      (who) => `Got connection ${who}`,
+    ),
+    onRefused: connectionLine(
+      "refused",
+      (who) => `Refused connection ${who}: backlog full`,
+    ),
     onError: (error: unknown, info: Info) => {
       if (error instanceof Skipped) {
         skipped++;
