@@ -11,6 +11,8 @@
  *                              serve-async awaits it in an async function
  *   admit BACKLOG BUSY_MS      serve() with `backlog` and one busy handler;
  *                              prints "stats JSON" when stdin closes
+ *   refuse raw MESSAGE         a raw loop refusing every client: accept,
+ *                              write MESSAGE, close
  *
  * @module
  */
@@ -102,6 +104,39 @@ async function holdServe(count: number, async: boolean): Promise<void> {
   await server.finished;
 }
 
+/**
+ * The least a Deno server can do per refused client, for row 5b's burst:
+ * accept, write the message, close. As serve() does, the kernel's queue is
+ * as deep as the system allows and the loop lets the event loop turn every
+ * 8 accepts (without the turn, every write waits for the end of the burst).
+ */
+async function refuseRaw(message: string): Promise<void> {
+  const bytes = new TextEncoder().encode(message);
+  const somaxconn = await Deno.readTextFile("/proc/sys/net/core/somaxconn")
+    .then(Number, () => NaN);
+  const listener = Deno.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    tcpBacklog: somaxconn > 0 ? somaxconn : 4096,
+  });
+  listening(listener.addr.port);
+  const channel = new MessageChannel();
+  let wake = () => {};
+  channel.port2.onmessage = () => wake();
+  const close = (conn: Deno.TcpConn) => () => conn.close();
+  for (let accepted = 1;; accepted++) {
+    if (accepted % 8 === 0) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        channel.port1.postMessage(null);
+      });
+    }
+    const conn = await listener.accept();
+    // One write to a fresh socket takes the whole (short) message.
+    conn.write(bytes).then(close(conn), close(conn));
+  }
+}
+
 async function admit(backlog: number, busyMs: number): Promise<void> {
   const server = serve(
     { hostname: "127.0.0.1", port: 0, backlog, onError: () => {} },
@@ -129,7 +164,8 @@ else if (kind === "hold" && mode === "raw") await holdRaw(Number(arg));
 else if (kind === "hold" && (mode === "serve" || mode === "serve-async")) {
   await holdServe(Number(arg), mode === "serve-async");
 } else if (kind === "admit") await admit(Number(mode), Number(arg));
+else if (kind === "refuse" && mode === "raw") await refuseRaw(arg);
 else {
-  console.error("usage: deno_server.ts greet|hold|admit MODE [ARG]");
+  console.error("usage: deno_server.ts greet|hold|admit|refuse MODE [ARG]");
   Deno.exit(2);
 }
