@@ -113,13 +113,23 @@ export interface TlsInfo {
 }
 
 /**
- * Internal hooks for lib/tls.ts: mark a connection as TLS, and take the
- * runtime's connection out of one for `Deno.startTls` (which consumes it).
+ * Internal hooks: for lib/tls.ts, mark a connection as TLS and take the
+ * runtime's connection out of one for `Deno.startTls` (which consumes it);
+ * for lib/server.ts, a refusal's first write.
  */
 export let connectionInternals: {
   setTls: (conn: Connection<SocketAddress>, info: TlsInfo) => void;
   take: (conn: Connection<SocketAddress>) => Deno.TcpConn;
   settings: (conn: Connection<SocketAddress>) => ConnectionSettings;
+  /**
+   * One write straight to the socket, without the idle clock or the
+   * module's errors: for a write that cannot wait, the first to a fresh
+   * socket (it takes what fits). Rejects once the connection is closed.
+   */
+  writeOnce: (
+    conn: Connection<SocketAddress>,
+    bytes: Uint8Array,
+  ) => Promise<number>;
 };
 
 /** A plain TCP connection: the only kind with no-delay and keep-alive. */
@@ -217,6 +227,7 @@ export class Connection<A extends SocketAddress = NetAddress>
         return inner;
       },
       settings: (conn) => conn.#settings,
+      writeOnce: (conn, bytes) => conn.#conn.write(bytes),
     };
   }
 

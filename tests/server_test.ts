@@ -19,7 +19,14 @@ import {
   type Server,
   type ServerStats,
 } from "../lib/server.ts";
-import { gate, rawConnect, readBytes, readText } from "./fixtures/net.ts";
+import {
+  gate,
+  pattern,
+  rawConnect,
+  readBytes,
+  readText,
+  sameBytes,
+} from "./fixtures/net.ts";
 import { missing } from "./fixtures/process.ts";
 import { within } from "./fixtures/deadline.ts";
 
@@ -1063,6 +1070,31 @@ Deno.test("serve(): a handler that awaits shutdown() does not wait for itself", 
       assert.equal(await readText(held), "late");
     },
   );
+});
+
+Deno.test("serve(): a refusal message longer than one write arrives whole (4 MiB)", async () => {
+  // The first write takes what fits in the socket; the rest follows.
+  const message = pattern(4 * 1024 * 1024);
+  const entered = counter();
+  const refused = counter();
+  const server = start({
+    backlog: 0,
+    refusalMessage: message,
+    onConnection: entered.hook,
+    onRefused: refused.hook,
+  }, async (conn) => {
+    await conn.recv(); // Holds the only slot until the client closes.
+  });
+  try {
+    using running = await rawConnect(server.addr.port);
+    await within(entered.reached(1), 2000, "the running handler");
+    using reader = await rawConnect(server.addr.port);
+    sameBytes(await within(readBytes(reader), 10_000, "the refusal"), message);
+    running.close();
+  } finally {
+    await server.shutdown();
+  }
+  assert.equal(server.stats.refused, 1);
 });
 
 Deno.test("serve(): shutdownTimeout bounds refusals still being written (4 MiB to a client that never reads)", async () => {
