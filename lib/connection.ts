@@ -115,21 +115,18 @@ export interface TlsInfo {
 /**
  * Internal hooks: for lib/tls.ts, mark a connection as TLS and take the
  * runtime's connection out of one for `Deno.startTls` (which consumes it);
- * for lib/server.ts, a refusal's first write.
+ * for lib/server.ts, send a refusal.
  */
 export let connectionInternals: {
   setTls: (conn: Connection<SocketAddress>, info: TlsInfo) => void;
   take: (conn: Connection<SocketAddress>) => Deno.TcpConn;
   settings: (conn: Connection<SocketAddress>) => ConnectionSettings;
-  /**
-   * One write straight to the socket, without the idle clock or the
-   * module's errors: for a write that cannot wait, the first to a fresh
-   * socket (it takes what fits). Rejects once the connection is closed.
-   */
-  writeOnce: (
+  /** A refusal's send: see `Connection.#sendFresh`. */
+  sendFresh: (
     conn: Connection<SocketAddress>,
     bytes: Uint8Array,
-  ) => Promise<number>;
+    whole: boolean,
+  ) => Promise<void>;
 };
 
 /** A plain TCP connection: the only kind with no-delay and keep-alive. */
@@ -227,7 +224,7 @@ export class Connection<A extends SocketAddress = NetAddress>
         return inner;
       },
       settings: (conn) => conn.#settings,
-      writeOnce: (conn, bytes) => conn.#conn.write(bytes),
+      sendFresh: (conn, bytes, whole) => conn.#sendFresh(bytes, whole),
     };
   }
 
@@ -315,6 +312,31 @@ export class Connection<A extends SocketAddress = NetAddress>
     // greeting is one per connection).
     return this.#io("send", () => this.#conn.write(bytes)).then((sent) =>
       sent < bytes.length ? this.#sendRest(bytes, sent) : undefined
+    );
+  }
+
+  /**
+   * A send on a socket nothing was written to yet, as a server's refusal.
+   * Its first write never waits (the socket takes what fits), so it goes
+   * without the idle clock, whose watch showed in the server's CPU when
+   * thousands were refused at once. With `whole`, the rest of a message
+   * too long for that write follows as in `sendAll`, each write within
+   * the idle timeout; without, the rest is dropped.
+   */
+  #sendFresh(bytes: Uint8Array, whole: boolean): Promise<void> {
+    let first: Promise<number>;
+    try {
+      this.#checkOpen("send");
+      first = this.#conn.write(bytes);
+    } catch (error) {
+      return Promise.reject(this.#error(error, "send"));
+    }
+    return first.then(
+      (sent) =>
+        whole && sent < bytes.length ? this.#sendRest(bytes, sent) : undefined,
+      (error) => {
+        throw this.#error(error, "send");
+      },
     );
   }
 

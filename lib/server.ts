@@ -771,17 +771,9 @@ export class Server<A extends SocketAddress = NetAddress>
       conn.close();
       return;
     }
-    // One write to a fresh socket never waits: it takes what fits. So the
-    // first goes to the socket directly, and only the rest of a message
-    // too long for it waits with the idle timeout: in a 2,000-client burst,
-    // the idle clock's watch on every refusal cost 10-15 µs of CPU each.
+    // One write to a fresh socket never waits: it takes what fits.
     const whole = !this.#cut && this.#refusals.size < MAX_PENDING_REFUSALS;
-    const first = connectionInternals.writeOnce(conn, message);
-    const write: Promise<unknown> = whole
-      ? first.then((sent) =>
-        sent < message.length ? conn.sendAll(message.subarray(sent)) : undefined
-      )
-      : first;
+    const write = connectionInternals.sendFresh(conn, message, whole);
     const done = () => {
       conn.close();
       this.#refusals.delete(refusal);
