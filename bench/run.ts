@@ -991,8 +991,8 @@ async function refusalBursts(s: Settings, tools: Tools): Promise<Row[]> {
 }
 
 /**
- * A row of refusal bursts: the median p99 against the 100 ms goal, met
- * when at most `target` of it.
+ * A row of refusal bursts: the median p99 as a ratio of the 100 ms goal,
+ * met when at most `target` (none for a reference row).
  */
 function burstRow(
   id: string,

@@ -313,16 +313,16 @@ export class Connection<A extends SocketAddress = NetAddress>
     return this.#io("send", () => this.#conn.write(bytes)).then((sent) =>
       sent < bytes.length ? this.#sendRest(bytes, sent) : undefined
     );
-  }
-
-  /**
-   * A send on a socket nothing was written to yet, as a server's refusal.
-   * Its first write never waits (the socket takes what fits), so it goes
-   * without the idle clock, whose watch showed in the server's CPU when
-   * thousands were refused at once. With `whole`, the rest of a message
-   * too long for that write follows as in `sendAll`, each write within
-   * the idle timeout; without, the rest is dropped.
+  } /**
+   * A send on a plain TCP or Unix socket nothing was written to yet, as a
+   * server's refusal (not over TLS, where the first write waits for the
+   * handshake). Its first write never waits (the socket takes what fits),
+   * so it goes without the idle clock, whose watch showed in the server's
+   * CPU when thousands were refused at once. With `whole`, the rest of a
+   * message too long for that write follows as in `sendAll`, each write
+   * within the idle timeout; without, the rest is dropped.
    */
+
   #sendFresh(bytes: Uint8Array, whole: boolean): Promise<void> {
     let first: Promise<number>;
     try {
@@ -340,7 +340,7 @@ export class Connection<A extends SocketAddress = NetAddress>
     );
   }
 
-  /** The rest of a {@linkcode Connection.sendAll} the first write left. */
+  /** The rest of a `sendAll` (or `#sendFresh`) the first write left. */
   async #sendRest(bytes: Uint8Array, sent: number): Promise<void> {
     while (sent < bytes.length) {
       sent += await this.#io(

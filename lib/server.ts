@@ -404,7 +404,7 @@ export class Server<A extends SocketAddress = NetAddress>
   readonly #loop: Promise<void>;
   #nextId = 1;
   #stopping = false;
-  /** Past the shutdown deadline: refusals go without their message. */
+  /** Past the shutdown deadline: a refusal gets one write of its message. */
   #cut = false;
   /** Made at shutdown; resolved when no handler runs and none waits. */
   #idle: PromiseWithResolvers<void> | undefined;
@@ -770,8 +770,7 @@ export class Server<A extends SocketAddress = NetAddress>
     if (message === undefined) {
       conn.close();
       return;
-    }
-    // One write to a fresh socket never waits: it takes what fits.
+    } // In full, unless past the shutdown deadline or too many are pending.
     const whole = !this.#cut && this.#refusals.size < MAX_PENDING_REFUSALS;
     const write = connectionInternals.sendFresh(conn, message, whole);
     const done = () => {
@@ -814,8 +813,9 @@ export class Server<A extends SocketAddress = NetAddress>
   }
 
   /**
-   * The shutdown deadline has passed: refuse the waiting without a
-   * message, abort and close the running handlers, cut the refusals.
+   * The shutdown deadline has passed: cut the refusals being written,
+   * refuse the waiting (one write of the message each), abort and close
+   * the running handlers.
    */
   #cutShort(): void {
     this.#cut = true;

@@ -1072,34 +1072,62 @@ Deno.test("serve(): a handler that awaits shutdown() does not wait for itself", 
   );
 });
 
-Deno.test("serve(): a refusal message longer than one write arrives whole (16 MiB, with an idle timeout)", async () => {
-  // More than a socket's send buffer can ever hold, so that the first
-  // write (straight to the socket) is partial and the rest follows, each
-  // write within the idle timeout.
-  const message = pattern(16 * 1024 * 1024);
+/**
+ * A refusal message more than a socket's send buffer may grow to (four
+ * times tcp_wmem's maximum, at least 16 MiB), so that its first write is
+ * partial and the rest has to follow.
+ */
+async function longerThanOneWrite(): Promise<Uint8Array> {
   const wmem = await Deno.readTextFile("/proc/sys/net/ipv4/tcp_wmem")
-    .catch(() => undefined);
-  if (wmem !== undefined) {
-    assert.ok(Number(wmem.trim().split(/\s+/)[2]) < message.length, wmem);
-  }
+    .then((text) => Number(text.trim().split(/\s+/)[2]), () => 0);
+  return pattern(Math.max(16 * 1024 * 1024, 4 * wmem));
+}
+
+Deno.test("serve(): a refusal message longer than one write arrives whole, with an idle timeout", async () => {
+  const message = await longerThanOneWrite();
   const entered = counter();
+  const held = gate();
   const server = start({
     backlog: 0,
     refusalMessage: message,
     idleTimeout: 5_000,
     onConnection: entered.hook,
-  }, async (conn) => {
-    await conn.recv(); // Holds the only slot until the client closes.
-  });
+  }, () => held.opened);
   try {
-    using running = await rawConnect(server.addr.port);
+    using _running = await rawConnect(server.addr.port);
     await within(entered.reached(1), 2000, "the running handler");
     using reader = await rawConnect(server.addr.port);
     sameBytes(await within(readBytes(reader), 10_000, "the refusal"), message);
-    running.close();
   } finally {
+    held.open();
     await server.shutdown();
   }
+  assert.equal(server.stats.refused, 1);
+});
+
+Deno.test("serve(): the idle timeout alone cuts a refusal to a client that never reads", async () => {
+  const IDLE = 200;
+  const message = await longerThanOneWrite();
+  const entered = counter();
+  const refused = counter();
+  const held = gate();
+  // No shutdownTimeout: the shutdown waits for the refusal to end, and only
+  // the idle timeout can end it.
+  const server = start({
+    backlog: 0,
+    refusalMessage: message,
+    idleTimeout: IDLE,
+    onConnection: entered.hook,
+    onRefused: refused.hook,
+  }, () => held.opened);
+  using _running = await rawConnect(server.addr.port);
+  await within(entered.reached(1), 2000, "the running handler");
+  using stalled = await rawConnect(server.addr.port);
+  await within(refused.reached(1), 2000, "the refusal");
+  held.open();
+  await within(server.shutdown(), 10 * IDLE, "the shutdown");
+  const cut = await within(readBytes(stalled), 10_000, "the cut refusal");
+  assert.ok(cut.length < message.length, `${cut.length} bytes`);
   assert.equal(server.stats.refused, 1);
 });
 

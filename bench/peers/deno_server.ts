@@ -163,8 +163,9 @@ else if (kind === "hold" && mode === "raw") await holdRaw(Number(arg));
 else if (kind === "hold" && (mode === "serve" || mode === "serve-async")) {
   await holdServe(Number(arg), mode === "serve-async");
 } else if (kind === "admit") await admit(Number(mode), Number(arg));
-else if (kind === "refuse" && mode === "raw") await refuseRaw(arg);
-else {
+else if (kind === "refuse" && mode === "raw" && arg !== undefined) {
+  await refuseRaw(arg);
+} else {
   console.error("usage: deno_server.ts greet|hold|admit|refuse MODE [ARG]");
   Deno.exit(2);
 }
