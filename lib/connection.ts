@@ -313,7 +313,9 @@ export class Connection<A extends SocketAddress = NetAddress>
     return this.#io("send", () => this.#conn.write(bytes)).then((sent) =>
       sent < bytes.length ? this.#sendRest(bytes, sent) : undefined
     );
-  } /**
+  }
+
+  /**
    * A send on a plain TCP or Unix socket nothing was written to yet, as a
    * server's refusal (not over TLS, where the first write waits for the
    * handshake). Its first write never waits (the socket takes what fits),
@@ -322,7 +324,6 @@ export class Connection<A extends SocketAddress = NetAddress>
    * message too long for that write follows as in `sendAll`, each write
    * within the idle timeout; without, the rest is dropped.
    */
-
   #sendFresh(bytes: Uint8Array, whole: boolean): Promise<void> {
     let first: Promise<number>;
     try {

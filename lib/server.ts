@@ -770,7 +770,8 @@ export class Server<A extends SocketAddress = NetAddress>
     if (message === undefined) {
       conn.close();
       return;
-    } // In full, unless past the shutdown deadline or too many are pending.
+    }
+    // In full, unless past the shutdown deadline or too many are pending.
     const whole = !this.#cut && this.#refusals.size < MAX_PENDING_REFUSALS;
     const write = connectionInternals.sendFresh(conn, message, whole);
     const done = () => {
