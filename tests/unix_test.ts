@@ -68,6 +68,31 @@ Deno.test("serve({ path }) and connect({ path }): the greeting over a Unix socke
   await assert.rejects(Deno.lstat(path), Deno.errors.NotFound);
 });
 
+Deno.test("serve({ path }): past the backlog a client is refused with refusalMessage over a Unix socket", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/busy.sock`;
+  const { promise: entered, resolve: enter } = Promise.withResolvers<void>();
+  const { promise: held, resolve: release } = Promise.withResolvers<void>();
+  const server = serve({
+    path,
+    backlog: 0,
+    idleTimeout: 5_000,
+    refusalMessage: "server busy, try again later\n",
+    onConnection: () => enter(),
+  }, () => held);
+  try {
+    await using _running = await within(connect({ path }), 5000, "connect");
+    await within(entered, 5000, "the running handler");
+    await using refused = await within(connect({ path }), 5000, "connect");
+    const reply = await within(refused.recvAll(), 5000, "the refusal");
+    assert.equal(decoder.decode(reply), "server busy, try again later\n");
+  } finally {
+    release();
+    await within(server.shutdown(), 5000, "shutdown");
+  }
+  assert.equal(server.stats.refused, 1);
+});
+
 Deno.test("connect({ path }): echo both ways, closeWrite, idle timeout", async () => {
   await using dir = await tempDir();
   const path = `${dir.path}/echo.sock`;
