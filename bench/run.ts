@@ -896,15 +896,11 @@ async function admission(s: Settings, tools: Tools): Promise<Row[]> {
     ...denoServer(["admit", "5", String(s.busyMillis)]),
     { stdin: true },
   );
-  const port = await listening(server);
-  const out = await run(tools.bin.loadgen, [
-    "burst",
-    "127.0.0.1",
-    String(port),
-    String(s.burstCount),
-    GREETING,
-  ]);
-  const r = JSON.parse(out);
+  const r = await burst(
+    tools.bin.loadgen,
+    await listening(server),
+    s.burstCount,
+  );
   await server.closeStdin();
   const [, statsText] = await server.waitFor(/^stats (.*)$/);
   const stats = JSON.parse(statsText);
@@ -1045,9 +1041,7 @@ async function cliBurst(loadgen: string, count: number): Promise<Burst> {
     ...["--concurrency", "1", "--busy", "5", "--refusal-message", REFUSAL],
   ], {});
   const [, port] = await cli.waitFor(/^socket binded to (\d+)$/);
-  return JSON.parse(
-    await run(loadgen, ["burst", "127.0.0.1", port, String(count), GREETING]),
-  );
+  return burst(loadgen, Number(port), count);
 }
 
 /** One burst of `count` clients at a fresh raw refusing loop. */
@@ -1056,7 +1050,15 @@ async function rawBurst(loadgen: string, count: number): Promise<Burst> {
     ...denoServer(["refuse", "raw", REFUSAL]),
     {},
   );
-  const port = await listening(server);
+  return burst(loadgen, await listening(server), count);
+}
+
+/** `count` clients at once at `port`, from the load generator. */
+async function burst(
+  loadgen: string,
+  port: number,
+  count: number,
+): Promise<Burst> {
   return JSON.parse(
     await run(loadgen, [
       "burst",

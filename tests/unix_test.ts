@@ -17,6 +17,7 @@ import {
   serve,
 } from "../mod.ts";
 import { within } from "./fixtures/deadline.ts";
+import { gate } from "./fixtures/net.ts";
 import { CLI, DENO, missing, run, start } from "./fixtures/process.ts";
 
 const decoder = new TextDecoder();
@@ -71,23 +72,23 @@ Deno.test("serve({ path }) and connect({ path }): the greeting over a Unix socke
 Deno.test("serve({ path }): past the backlog a client is refused with refusalMessage over a Unix socket", async () => {
   await using dir = await tempDir();
   const path = `${dir.path}/busy.sock`;
-  const { promise: entered, resolve: enter } = Promise.withResolvers<void>();
-  const { promise: held, resolve: release } = Promise.withResolvers<void>();
+  const entered = gate();
+  const held = gate();
   const server = serve({
     path,
     backlog: 0,
     idleTimeout: 5_000,
     refusalMessage: "server busy, try again later\n",
-    onConnection: () => enter(),
-  }, () => held);
+    onConnection: entered.open,
+  }, () => held.opened);
   try {
     await using _running = await within(connect({ path }), 5000, "connect");
-    await within(entered, 5000, "the running handler");
+    await within(entered.opened, 5000, "the running handler");
     await using refused = await within(connect({ path }), 5000, "connect");
     const reply = await within(refused.recvAll(), 5000, "the refusal");
     assert.equal(decoder.decode(reply), "server busy, try again later\n");
   } finally {
-    release();
+    held.open();
     await within(server.shutdown(), 5000, "shutdown");
   }
   assert.equal(server.stats.refused, 1);

@@ -26,6 +26,13 @@ function listening(port: number): void {
   console.log(`listening ${port}`);
 }
 
+/** A raw listener on 127.0.0.1, port from the system, announced. */
+function rawListener(tcpBacklog: number): Deno.TcpListener {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0, tcpBacklog });
+  listening(listener.addr.port);
+  return listener;
+}
+
 async function untilStdinCloses(): Promise<void> {
   for await (const _ of Deno.stdin.readable) {
     // Read to the end: the harness closes stdin to stop the server.
@@ -34,12 +41,7 @@ async function untilStdinCloses(): Promise<void> {
 
 async function greetRaw(): Promise<void> {
   const bytes = new TextEncoder().encode(GREETING);
-  const listener = Deno.listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    tcpBacklog: 511,
-  });
-  listening(listener.addr.port);
+  const listener = rawListener(511);
   const reply = async (conn: Deno.TcpConn) => {
     try {
       let sent = 0;
@@ -67,12 +69,7 @@ async function greetServe(): Promise<void> {
 }
 
 async function holdRaw(count: number): Promise<void> {
-  const listener = Deno.listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    tcpBacklog: 4096,
-  });
-  listening(listener.addr.port);
+  const listener = rawListener(4096);
   const conns: Deno.TcpConn[] = [];
   for await (const conn of listener) {
     conns.push(conn);
@@ -113,12 +110,7 @@ async function holdServe(count: number, async: boolean): Promise<void> {
  */
 async function refuseRaw(message: string): Promise<void> {
   const bytes = new TextEncoder().encode(message);
-  const listener = Deno.listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    tcpBacklog: 4096,
-  });
-  listening(listener.addr.port);
+  const listener = rawListener(4096);
   const channel = new MessageChannel();
   let wake = () => {};
   channel.port2.onmessage = () => wake();
