@@ -1041,7 +1041,8 @@ async function cliBurst(loadgen: string, count: number): Promise<Burst> {
     ...["--concurrency", "1", "--busy", "5", "--refusal-message", REFUSAL],
   ], {});
   const [, port] = await cli.waitFor(/^socket binded to (\d+)$/);
-  return burst(loadgen, Number(port), count);
+  // Awaited here: the server is disposed of when this returns.
+  return await burst(loadgen, Number(port), count);
 }
 
 /** One burst of `count` clients at a fresh raw refusing loop. */
@@ -1050,7 +1051,8 @@ async function rawBurst(loadgen: string, count: number): Promise<Burst> {
     ...denoServer(["refuse", "raw", REFUSAL]),
     {},
   );
-  return burst(loadgen, await listening(server), count);
+  // Awaited here: the server is disposed of when this returns.
+  return await burst(loadgen, await listening(server), count);
 }
 
 /** `count` clients at once at `port`, from the load generator. */
